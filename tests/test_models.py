@@ -660,3 +660,27 @@ def test_bfloat16_compute_keeps_float32_params():
     assert all(l.dtype == jnp.float32 for l in jax.tree_util.tree_leaves(shapes(m, xi)))
     vi = fast_init(m, xi)
     assert run(m, vi, xi).shape == (1, 512)
+
+
+@pytest.mark.parametrize("spatial, stride, pad", [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (4, 2, 1)])
+def test_small_spatial_matmul_conv_equals_lax_conv(spatial, stride, pad):
+    """The im2col path (<= 2x2 inputs) must be the same convolution, values and gradients."""
+    from dtda_jax.models.layers import conv_general_dilated_small_spatial_as_matmul as conv_mm
+
+    rng = np.random.default_rng(spatial * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(3, spatial, spatial, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 8, 5)), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+    padding = ((pad, pad), (pad, pad))
+
+    def reference(w, x):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=dn)
+
+    def ported(w, x):
+        return conv_mm(x, w, (stride, stride), padding, dimension_numbers=dn)
+
+    np.testing.assert_allclose(ported(w, x), reference(w, x), rtol=1e-5, atol=1e-5)
+    g_ref = jax.grad(lambda w, x: jnp.sum(reference(w, x) ** 2), argnums=(0, 1))(w, x)
+    g_new = jax.grad(lambda w, x: jnp.sum(ported(w, x) ** 2), argnums=(0, 1))(w, x)
+    for a, b in zip(g_new, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
