@@ -1,0 +1,270 @@
+"""Input pipeline: protocol frames, exact balanced training batches, evaluation batches.
+
+A protocol is three frame sets (source train, held-out source validation, target) over
+random-access tfds data sources. Training batches follow the SSDG convention: every batch
+holds exactly `samples_per_group` frames of every (source domain, live/spoof) group. The
+batch of step `s` is a pure function of (seed, s), so grain's iterator state is just a
+position, a resumed run sees exactly the batches an uninterrupted run sees, and each process
+of a multi-host run reads only its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Iterator, Sequence
+
+import grain
+import numpy as np
+
+# Keys every frame record carries (see dtda_jax/data/synthetic_fas.py).
+_INDEX_KEYS = ("domain", "label", "video_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSet:
+    """Metadata of a set of frames, enough to build batches without reading any image.
+
+    `domain` is the index of the frame's domain in the protocol's domain list (sources first),
+    `video` a video key unique within the set, `label` 1 = live, 0 = spoof.
+    """
+
+    sources: tuple[Any, ...]
+    source_id: np.ndarray
+    record: np.ndarray
+    domain: np.ndarray
+    label: np.ndarray
+    video: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.record.shape[0])
+
+    def read(self, position: int) -> dict[str, np.ndarray]:
+        return self.sources[self.source_id[position]][int(self.record[position])]
+
+    def read_images(self, positions: Sequence[int]) -> np.ndarray:
+        return np.stack([np.asarray(self.read(p)["image"]) for p in positions])
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A leave-domain-out protocol: where to train, where to set thresholds, what to test."""
+
+    domain_names: tuple[str, ...]  # sources first, then the target
+    train: FrameSet
+    source_val: FrameSet
+    target: FrameSet
+
+    @property
+    def num_source_domains(self) -> int:
+        return len(self.domain_names) - 1
+
+
+def _scan_source(source, domain_map: dict[int, int], source_id: int, video_offset: int):
+    """Reads the index keys of every record of one data source; keeps the mapped domains."""
+    num = len(source)
+    domain = np.empty(num, np.int32)
+    label = np.empty(num, np.int32)
+    video = np.empty(num, np.int64)
+    for i in range(num):
+        rec = source[i]
+        domain[i], label[i], video[i] = (int(rec[k]) for k in _INDEX_KEYS)
+    keep = np.isin(domain, list(domain_map))
+    mapped = np.array([domain_map[int(d)] for d in domain[keep]], np.int32)
+    return dict(
+        source_id=np.full(int(keep.sum()), source_id, np.int32),
+        record=np.nonzero(keep)[0].astype(np.int64),
+        domain=mapped,
+        label=label[keep],
+        video=video[keep] + video_offset,
+    )
+
+
+def _frame_set(sources: Sequence[Any], domain_maps: Sequence[dict[int, int]]) -> FrameSet:
+    parts = []
+    for source_id, (source, domain_map) in enumerate(zip(sources, domain_maps)):
+        # Offsetting video ids per source keeps them unique when a set spans several datasets.
+        parts.append(_scan_source(source, domain_map, source_id, video_offset=source_id * (1 << 40)))
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return FrameSet(sources=tuple(sources), **cat)
+
+
+def _synthetic_builder(d):
+    """The built-in benchmark's builder; generated on first use unless that is switched off."""
+    from dtda_jax.data import synthetic_fas
+
+    overrides = dict(d.synthetic_overrides)
+    if d.generate_if_missing:
+        return synthetic_fas.prepare_synthetic_fas(d.data_dir, d.image_size, d.synthetic_seed,
+                                                   **overrides)
+    cfg = synthetic_fas.SyntheticFasConfig(image_size=d.image_size, seed=d.synthetic_seed, **overrides)
+    builder = synthetic_fas.SyntheticFas(data_dir=os.fspath(d.data_dir), config=cfg)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"The built-in benchmark {cfg.name!r} is not in config.data.data_dir={d.data_dir!r} "
+            f"(looked for {builder.data_path}). Set config.data.generate_if_missing=True to generate "
+            "it (seconds at 64 px), or point config.data.data_dir at the directory that holds it.")
+    return builder
+
+
+def load_protocol(config) -> Protocol:
+    """Builds (or finds) the configured dataset and indexes the protocol's three frame sets."""
+    d = config.data
+    if d.dataset != "synthetic_fas":
+        raise ValueError(
+            f"config.data.dataset={d.dataset!r} is not available in this version; the built-in "
+            "benchmark is 'synthetic_fas'.")
+    from dtda_jax.data import synthetic_fas
+
+    unknown = [n for n in (*d.source_domains, d.target_domain) if n not in synthetic_fas.DOMAINS]
+    if unknown:
+        raise ValueError(f"config.data: unknown domain(s) {unknown}; the built-in benchmark has "
+                         f"domains {synthetic_fas.DOMAINS}.")
+    builder = _synthetic_builder(d)
+    names = (*d.source_domains, d.target_domain)
+    source_map = {synthetic_fas.DOMAINS.index(n): i for i, n in enumerate(d.source_domains)}
+    target_map = {synthetic_fas.DOMAINS.index(d.target_domain): len(d.source_domains)}
+
+    def split_set(splits, domain_map):
+        sources = [builder.as_data_source(split=s) for s in splits]
+        return _frame_set(sources, [domain_map] * len(sources))
+
+    start = time.perf_counter()
+    protocol = Protocol(
+        domain_names=names,
+        train=split_set(d.source_splits, source_map),
+        source_val=split_set(d.source_val_splits, source_map),
+        target=split_set(d.target_splits, target_map),
+    )
+    print(f"[data] {describe_protocol(protocol)} (indexed in {time.perf_counter() - start:.1f}s)",
+          flush=True)
+    return protocol
+
+
+def describe_protocol(p: Protocol) -> str:
+    def counts(fs: FrameSet) -> str:
+        live = int((fs.label == 1).sum())
+        return (f"{len(fs)} frames / {len(np.unique(fs.video))} videos "
+                f"({live} live, {len(fs) - live} spoof frames)")
+
+    return (f"{'&'.join(p.domain_names[:-1])} -> {p.domain_names[-1]}: train {counts(p.train)}; "
+            f"source-val {counts(p.source_val)}; target {counts(p.target)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Balanced training batches
+# --------------------------------------------------------------------------------------------
+
+
+def group_members(frames: FrameSet, num_domains: int, domain_names: Sequence[str]) -> list[np.ndarray]:
+    """Frame positions of every (domain, label) group, ordered domain-major, spoof then live."""
+    groups = []
+    for dom in range(num_domains):
+        for label in (0, 1):
+            members = np.nonzero((frames.domain == dom) & (frames.label == label))[0]
+            if members.size == 0:
+                kind = "live" if label else "spoof"
+                raise ValueError(f"Source domain {domain_names[dom]!r} has no {kind} frames in the "
+                                 "training splits; balanced batches need every (domain, class) group.")
+            groups.append(members)
+    return groups
+
+
+def balanced_batch_positions(groups: Sequence[np.ndarray], samples_per_group: int, seed: int,
+                             step: int) -> np.ndarray:
+    """Frame positions of the global batch of `step`: exactly `samples_per_group` per group.
+
+    Each group is read as an endless sequence of fresh permutations (one per epoch of that
+    group), so every frame of a group is seen once before any is seen twice.
+    """
+    out = np.empty(len(groups) * samples_per_group, np.int64)
+    for g, members in enumerate(groups):
+        n = members.size
+        first = step * samples_per_group
+        pos = np.arange(first, first + samples_per_group)
+        epochs = pos // n
+        for epoch in np.unique(epochs):
+            perm = np.random.default_rng([seed, g, int(epoch)]).permutation(n)
+            sel = epochs == epoch
+            out[g * samples_per_group + np.nonzero(sel)[0]] = members[perm[pos[sel] % n]]
+    return out
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, flip: bool,
+                  crop_padding: float) -> np.ndarray:
+    """Random horizontal flip and pad-and-crop (reflect padding), per image."""
+    out = images.copy()
+    n, h, w, _ = images.shape
+    if flip:
+        flips = rng.random(n) < 0.5
+        out[flips] = out[flips, :, ::-1]
+    pad = int(round(crop_padding * h))
+    if pad > 0:
+        padded = np.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
+        for i, (dy, dx) in enumerate(offsets):
+            out[i] = padded[i, dy:dy + h, dx:dx + w]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class BalancedBatches:
+    """The map from a step to its (process-local) training batch; used by grain."""
+
+    frames: FrameSet
+    groups: tuple[np.ndarray, ...]
+    samples_per_group: int
+    seed: int
+    flip: bool
+    crop_padding: float
+    process_index: int = 0
+    process_count: int = 1
+
+    @property
+    def global_batch_size(self) -> int:
+        return len(self.groups) * self.samples_per_group
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        positions = balanced_batch_positions(self.groups, self.samples_per_group, self.seed, step)
+        local = positions.size // self.process_count
+        positions = positions[self.process_index * local:(self.process_index + 1) * local]
+        images = self.frames.read_images(positions)
+        rng = np.random.default_rng([self.seed, step, self.process_index, 1])
+        return {
+            "image": augment_batch(images, rng, self.flip, self.crop_padding),
+            "label": self.frames.label[positions].astype(np.int32),
+            "domain": self.frames.domain[positions].astype(np.int32),
+        }
+
+
+def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_domains: int,
+                            samples_per_group: int, seed: int, num_steps: int, *, flip: bool,
+                            crop_padding: float, process_index: int = 0,
+                            process_count: int = 1) -> grain.DatasetIterator:
+    """A checkpointable grain iterator over the balanced batches of steps 0..num_steps-1."""
+    groups = tuple(group_members(frames, num_domains, domain_names))
+    batch_fn = BalancedBatches(frames, groups, samples_per_group, seed, flip, crop_padding,
+                               process_index, process_count)
+    if batch_fn.global_batch_size % process_count:
+        raise ValueError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
+                         f"{process_count} processes; change data.samples_per_group.")
+    threads = min(4, os.cpu_count() or 1)
+    ds = grain.MapDataset.range(0, num_steps).map(batch_fn)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2)))
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation batches
+# --------------------------------------------------------------------------------------------
+
+
+def eval_batches(frames: FrameSet, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """All frames in order, in fixed-size batches (the last one padded); yields (images, valid)."""
+    for start in range(0, len(frames), batch_size):
+        positions = np.arange(start, min(start + batch_size, len(frames)))
+        images = frames.read_images(positions)
+        valid = len(positions)
+        if valid < batch_size:
+            images = np.concatenate([images, np.repeat(images[-1:], batch_size - valid, axis=0)])
+        yield images, valid

@@ -1,0 +1,127 @@
+"""The input pipeline: exact balanced batches, determinism, resumable iterator, evaluation order."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from dtda_jax.data import pipeline
+
+DOMAIN_NAMES = ("a", "b", "c")
+
+
+def fake_frames(group_sizes, image_size=8):
+    """A FrameSet over an in-memory source; `group_sizes[(domain, label)]` frames per group.
+
+    Each image is constant and encodes the frame's position, so tests can see which frame
+    landed where (also after augmentation, which only moves pixels).
+    """
+    records, domain, label = [], [], []
+    for (d, l), n in sorted(group_sizes.items()):
+        for _ in range(n):
+            value = len(records)
+            records.append({"image": np.full((image_size, image_size, 3), value % 256, np.uint8)})
+            domain.append(d)
+            label.append(l)
+    n = len(records)
+    return pipeline.FrameSet(sources=(records,), source_id=np.zeros(n, np.int32),
+                             record=np.arange(n), domain=np.array(domain, np.int32),
+                             label=np.array(label, np.int32), video=np.arange(n) // 2)
+
+
+# Uneven groups, as in real protocols (more spoof than live, domains of different sizes).
+SIZES = {(0, 0): 7, (0, 1): 3, (1, 0): 5, (1, 1): 4, (2, 0): 9, (2, 1): 2}
+
+
+def test_every_batch_is_exactly_balanced():
+    frames = fake_frames(SIZES)
+    groups = pipeline.group_members(frames, 3, DOMAIN_NAMES)
+    for step in range(25):
+        positions = pipeline.balanced_batch_positions(groups, 4, seed=0, step=step)
+        counts = collections.Counter(zip(frames.domain[positions], frames.label[positions]))
+        assert counts == {g: 4 for g in SIZES}
+
+
+def test_each_group_is_seen_once_per_epoch():
+    frames = fake_frames(SIZES)
+    groups = pipeline.group_members(frames, 3, DOMAIN_NAMES)
+    spg, steps = 3, 21  # 63 draws per group: whole epochs of every group size above
+    drawn = np.stack([pipeline.balanced_batch_positions(groups, spg, seed=1, step=s)
+                      for s in range(steps)])
+    for g, members in enumerate(groups):
+        sequence = drawn[:, g * spg:(g + 1) * spg].reshape(-1)
+        n = members.size
+        for epoch in range(len(sequence) // n):
+            assert sorted(sequence[epoch * n:(epoch + 1) * n]) == sorted(members)
+
+
+def test_batches_depend_only_on_seed_and_step():
+    groups = pipeline.group_members(fake_frames(SIZES), 3, DOMAIN_NAMES)
+    a = pipeline.balanced_batch_positions(groups, 4, seed=5, step=11)
+    b = pipeline.balanced_batch_positions(groups, 4, seed=5, step=11)
+    c = pipeline.balanced_batch_positions(groups, 4, seed=6, step=11)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_missing_group_is_named():
+    sizes = dict(SIZES)
+    del sizes[(1, 1)]
+    with pytest.raises(ValueError, match="Source domain 'b' has no live frames"):
+        pipeline.group_members(fake_frames(sizes), 3, DOMAIN_NAMES)
+
+
+def test_process_shards_make_up_the_global_batch():
+    frames = fake_frames(SIZES)
+    groups = tuple(pipeline.group_members(frames, 3, DOMAIN_NAMES))
+    make = lambda index, count: pipeline.BalancedBatches(frames, groups, 4, seed=2, flip=False,
+                                                         crop_padding=0.0, process_index=index,
+                                                         process_count=count)
+    whole = make(0, 1)(3)
+    halves = [make(i, 2)(3) for i in range(2)]
+    for key in ("image", "label", "domain"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+
+
+def test_iterator_resumes_from_saved_state():
+    frames = fake_frames(SIZES)
+    make = lambda: pipeline.balanced_train_iterator(frames, DOMAIN_NAMES, 3, 2, seed=0, num_steps=10,
+                                                    flip=True, crop_padding=0.25)
+    straight = [next(it) for it in [make()] for _ in range(10)]
+    first = make()
+    for _ in range(4):
+        next(first)
+    state = first.get_state()
+    resumed = make()
+    resumed.set_state(state)
+    for expected in straight[4:]:
+        got = next(resumed)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key])
+    with pytest.raises(StopIteration):
+        next(resumed)
+
+
+def test_augmentation_moves_pixels_only():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    out = pipeline.augment_batch(images, np.random.default_rng(1), flip=True, crop_padding=0.125)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, images)
+    # Every output pixel value exists in its own input image (flip, reflect-pad and crop).
+    for x, y in zip(images, out):
+        assert set(np.unique(y)) <= set(np.unique(x))
+    again = pipeline.augment_batch(images, np.random.default_rng(1), flip=True, crop_padding=0.125)
+    np.testing.assert_array_equal(out, again)
+    flipped = pipeline.augment_batch(images, np.random.default_rng(1), flip=False, crop_padding=0.0)
+    np.testing.assert_array_equal(flipped, images)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7, 30, 64])
+def test_eval_batches_cover_every_frame_in_order(batch_size):
+    frames = fake_frames(SIZES)
+    seen = []
+    for images, valid in pipeline.eval_batches(frames, batch_size):
+        assert images.shape[0] == batch_size
+        seen.extend(images[:valid, 0, 0, 0].tolist())
+    assert seen == list(range(len(frames)))
