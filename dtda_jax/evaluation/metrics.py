@@ -447,6 +447,7 @@ _RATE_HEADERS = {
     "acer": "ACER%",
     "far": "FAR%",
     "frr": "FRR%",
+    "source_val_auc": "SrcValAUC%",
 }
 # Rates at the policy threshold: their header names the policy (the same HTER means different things).
 _POLICY_RATES = {"hter", "apcer", "bpcer", "acer", "far", "frr"}

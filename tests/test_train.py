@@ -1,0 +1,202 @@
+"""End-to-end behaviour of the training run on a tiny built-in benchmark.
+
+Covers: a full DTDA run writes results and flags random teachers; resume after interruption
+(in either stage) gives the same parameters as an uninterrupted run; the step gives the same
+result on 1 and 2 devices; NaN stops the run naming the step; bad config values and a
+missing dataset give clear errors.
+"""
+
+import json
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from dtda_jax import config_lib, train
+from dtda_jax.data import pipeline
+
+TINY_DATA = dict(train_identities_per_domain=2, test_identities_per_domain=1, frames_per_video=2)
+
+
+def tiny_config(data_dir, variant="dtda"):
+    c = config_lib.base_config()
+    config_lib.apply_variant(c, variant)
+    c.data.data_dir = str(data_dir)
+    c.data.image_size = 32
+    c.data.synthetic_overrides = TINY_DATA
+    c.data.samples_per_group = 2
+    c.data.eval_batch_size = 16
+    c.model.width = 4
+    c.domain_classifier.width = 4
+    c.domain_classifier.num_steps = 4
+    c.teachers.fr_arch = "r18"
+    c.teachers.fr_width = 4
+    c.teachers.fr_input_size = 32
+    c.teachers.fa_image_size = 32
+    c.teachers.fa_conv_dim = 4
+    c.teachers.fa_repeat_num = 5
+    c.optim.learning_rate = 0.01
+    c.train.num_steps = 6
+    c.train.log_every = 2
+    c.train.checkpoint_every = 3
+    c.train.eval_every = 3
+    return c
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """The tiny benchmark, generated once per test session."""
+    path = tmp_path_factory.mktemp("tfds")
+    pipeline.load_protocol(tiny_config(path))
+    return path
+
+
+def latest_params(workdir, stage="student"):
+    directory = os.path.join(workdir, "checkpoints", stage)
+    step = ocp.CheckpointManager(directory).latest_step()
+    with warnings.catch_warnings():  # no template on purpose: the raw saved arrays are compared
+        warnings.filterwarnings("ignore", message="Sharding info not provided")
+        tree = ocp.PyTreeCheckpointer().restore(os.path.join(directory, str(step), "state"))
+    return step, tree
+
+
+def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def test_full_dtda_run_writes_results(data_dir, tmp_path):
+    results = train.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "run"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["variant"] == "dtda"
+    assert saved["teachers"]["fr"]["random_init"] and saved["teachers"]["fa"]["random_init"]
+    reported = saved["reported"]
+    assert 0.0 <= reported["hter"] <= 1.0 and 0.0 <= reported["auc"] <= 1.0
+    assert reported["threshold_policy"] == "target_eer"
+    assert saved["by_selection"]["last"]["step"] == 6
+    assert results["reported"] == reported
+    # The domain classifier was trained first, and the attack lowered its accuracy.
+    dc = saved["domain_classifier"]
+    assert dc["source_val_domain_acc_attacked"] <= dc["source_val_domain_acc_clean"]
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    student = [l for l in lines if l["stage"] == "student"]
+    assert [l["step"] for l in student] == [2, 4, 6]
+    assert {"loss", "loss_fas", "loss_fr", "loss_fa", "attack_linf_255"} <= set(student[0])
+    assert all(abs(l["attack_linf_255"] - 4.0) < 1e-3 for l in student)
+    assert os.listdir(tmp_path / "run" / "tensorboard")
+
+
+def test_resume_equals_uninterrupted(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    train.train_and_evaluate(config, str(tmp_path / "straight"))
+    resumed = str(tmp_path / "resumed")
+    # Interrupted once inside the domain-classifier stage and once inside the student stage.
+    assert train.train_and_evaluate(config, resumed, stop_after=3) is None
+    assert train.train_and_evaluate(config, resumed, stop_after=4 + 3) is None
+    assert latest_params(resumed)[0] == 3
+    train.train_and_evaluate(config, resumed)
+    for stage in ("domain_classifier", "student"):
+        step_a, a = latest_params(str(tmp_path / "straight"), stage)
+        step_b, b = latest_params(resumed, stage)
+        assert step_a == step_b
+        assert_trees_close(a, b)
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    again = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert straight["reported"]["auc"] == pytest.approx(again["reported"]["auc"], abs=1e-6)
+
+
+def test_same_seed_reproduces(data_dir, tmp_path):
+    config = tiny_config(data_dir, "fr_fa")
+    a = train.train_and_evaluate(config, str(tmp_path / "a"))
+    b = train.train_and_evaluate(config, str(tmp_path / "b"))
+    assert a["reported"] == b["reported"]
+    assert_trees_close(latest_params(str(tmp_path / "a"))[1], latest_params(str(tmp_path / "b"))[1],
+                       rtol=0, atol=0)
+
+
+def test_step_independent_of_device_count(data_dir):
+    assert jax.device_count() >= 2, "conftest sets two host devices"
+    config = tiny_config(data_dir)
+    config.method.use_domain_attack = False  # the attack is covered; keep the step small
+    protocol = pipeline.load_protocol(config)
+    iterator = pipeline.balanced_train_iterator(
+        protocol.train, protocol.domain_names, 3, 2, seed=0, num_steps=2, flip=True,
+        crop_padding=0.0625)
+    batches = [next(iterator), next(iterator)]
+    teachers = train.make_teachers(config)
+    frozen = train.init_teacher_variables(teachers, train.rng_key(2))
+    student = train.make_student(config, teachers)
+    schedule = train.learning_rate_schedule(config.optim, 2)
+    tx = train.make_optimizer(schedule, 0.9, 5e-4)
+    finals = []
+    for n in (1, 2):
+        mesh = train.make_mesh(n)
+        state = train.init_state(student, tx, train.rng_key(0), 32, mesh)
+        step = train.build_student_step(config, student, tx, schedule, teachers, None, mesh)
+        fr = jax.device_put(frozen, train.replicated(mesh))
+        for batch in batches:
+            state, metrics = step(state, fr, train.put_batch(batch, mesh))
+        if n == 2:
+            assert len(state.params["cls_head"]["kernel"].sharding.device_set) == 2
+        finals.append(jax.device_get(state))
+    assert_trees_close(finals[0].params, finals[1].params, rtol=1e-5, atol=1e-5)
+    assert_trees_close(finals[0].batch_stats, finals[1].batch_stats, rtol=1e-5, atol=1e-5)
+
+
+def test_nan_loss_stops_naming_the_step(data_dir, tmp_path):
+    config = tiny_config(data_dir, "baseline")
+    config.optim.learning_rate = 1e30
+    with pytest.raises(train.NonFiniteLossError, match=r"at step \d+"):
+        train.train_and_evaluate(config, str(tmp_path / "nan"))
+
+
+def test_resume_with_other_config_is_refused(data_dir, tmp_path):
+    config = tiny_config(data_dir, "baseline")
+    train.train_and_evaluate(config, str(tmp_path / "run"), stop_after=2)
+    config.optim.learning_rate = 0.5
+    with pytest.raises(config_lib.ConfigError, match="optim.learning_rate"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("data.image_size", 50, "multiple of 32"),
+    ("data.target_domain", "studio", "also a source domain"),
+    ("eval.threshold_policy", "oracle", "target_eer"),
+    ("eval.selection", "best", "best_on_target"),
+    ("teachers.fr_arch", "r42", "r18"),
+    ("attack.epsilon", 0.0, "must be > 0"),
+    ("optim.schedule", "linear", "cosine"),
+    ("teachers.fa_image_size", 40, "divisible"),
+])
+def test_bad_config_values_are_named(data_dir, field, value, message):
+    config = tiny_config(data_dir)
+    section, key = field.split(".")
+    config[section][key] = value
+    with pytest.raises(config_lib.ConfigError, match=f"config.{field}.*{message}"):
+        config_lib.validate_config(config)
+
+
+def test_unknown_domain_and_missing_dataset(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.data.target_domain = "moon"
+    with pytest.raises(ValueError, match="unknown domain.*moon"):
+        pipeline.load_protocol(config)
+    config = tiny_config(tmp_path / "empty")
+    config.data.generate_if_missing = False
+    with pytest.raises(FileNotFoundError, match="generate_if_missing"):
+        pipeline.load_protocol(config)
+
+
+def test_batch_not_divisible_by_devices():
+    # Every balanced batch is even, so 2 host devices always divide it; 4 devices may not.
+    four_devices = type("Mesh", (), {"size": 4})()
+    with pytest.raises(config_lib.ConfigError, match="samples_per_group.*multiple of 4"):
+        train.check_batch_divisible(3 * 2 * 1, four_devices, "data.samples_per_group")
+    train.check_batch_divisible(3 * 2 * 2, four_devices, "data.samples_per_group")
