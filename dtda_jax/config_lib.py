@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.width = 64  # ResNet-18 base width (64 = torchvision)
     c.model.dtype = "float32"  # computation dtype: float32 or bfloat16
-    c.model.init_checkpoint = ""  # converted ImageNet ResNet-18 (see tools/); empty = random init
+    c.model.init_checkpoint = ""  # tools/convert_resnet18.py output; empty = random init
 
     # --- domain classifier (Eq. 1), trained first on the source domains, then frozen --------
     c.domain_classifier = dc = ml_collections.ConfigDict()
@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     dc.momentum = 0.9
     dc.weight_decay = 5e-4
     dc.samples_per_group = 16  # per (domain, class), like the student's batches
+    dc.init_checkpoint = ""  # converted ImageNet ResNet-18 (needs width 64); empty = random init
 
     # --- domain adversarial attack (Eq. 2) --------------------------------------------------
     c.attack = a = ml_collections.ConfigDict()
@@ -165,6 +166,34 @@ def synthetic_demo_config(target_domain: str, variant: str = "dtda") -> ml_colle
     c.train.log_every = 20
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
+    return c
+
+
+# Where the README's conversion commands write (tools/convert_*.py --out ...).
+RELEASED_WEIGHTS = {
+    "fr": "pretrained/arcface_r50",  # arcface_torch ms1mv3_arcface_r50_fp16/backbone.pth
+    "fa": "pretrained/stargan_celeba_128",  # StarGAN celeba 128x128, 200000-D.ckpt
+    "imagenet": "pretrained/resnet18_imagenet",  # torchvision resnet18 ImageNet weights
+}
+
+
+def use_released_weights(c: ml_collections.ConfigDict,
+                         paths: dict[str, str] | None = None) -> ml_collections.ConfigDict:
+    """Points a config at converted released weights and sets the matching architectures.
+
+    ArcFace r50 at its 112x112 training size, the StarGAN D of the CelebA 128x128 release,
+    and ImageNet ResNet-18 initialisation of the student and the domain classifier (both at
+    full width 64, which the ImageNet weights need).
+    """
+    paths = {**RELEASED_WEIGHTS, **(paths or {})}
+    t = c.teachers
+    t.fr_arch, t.fr_width, t.fr_input_size, t.fr_checkpoint = "r50", 64, 112, paths["fr"]
+    t.fa_image_size, t.fa_conv_dim, t.fa_c_dim, t.fa_repeat_num = 128, 64, 5, 6
+    t.fa_checkpoint = paths["fa"]
+    c.model.width = 64
+    c.model.init_checkpoint = paths["imagenet"]
+    c.domain_classifier.width = 64
+    c.domain_classifier.init_checkpoint = paths["imagenet"]
     return c
 
 

@@ -13,18 +13,19 @@ network transfers no face prior.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
+from dtda_jax import conversion
+from dtda_jax.converters import KIND_ARCFACE, KIND_STARGAN
 from dtda_jax.models import StarGANDiscriminator, iresnet
 
 RANDOM_INIT = "random-init"
+TEACHER_KINDS = {"fr": KIND_ARCFACE, "fa": KIND_STARGAN}
 
 
 def teacher_input(images: jax.Array, size: int) -> jax.Array:
@@ -80,25 +81,26 @@ def make_teachers(config) -> dict[str, Teacher]:
     return teachers
 
 
-def load_converted_variables(path: str, template: Any, what: str) -> Any:
-    """Reads flax variables written by a tools/ converter (an Orbax checkpoint directory)."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"{what} checkpoint {path!r} does not exist. Convert the released PyTorch weights with "
-            "the scripts in tools/ (see README) and point the config at the output directory.")
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    try:
-        return ocp.StandardCheckpointer().restore(os.path.abspath(path), target)
-    except (ValueError, KeyError) as err:
-        raise ValueError(
-            f"{what} checkpoint {path!r} does not match the configured architecture "
-            f"({err}). Check the arch / size settings in the config against the converter's "
-            "manifest.json next to the checkpoint.") from err
+def expected_architecture(config, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the config asks of teacher `name`'s converted checkpoint, and the fields that set it."""
+    t = config.teachers
+    if name == "fr":
+        fields = {"arch": "fr_arch", "width": "fr_width", "input_size": "fr_input_size"}
+    else:
+        fields = {"image_size": "fa_image_size", "conv_dim": "fa_conv_dim", "c_dim": "fa_c_dim",
+                  "repeat_num": "fa_repeat_num"}
+    return ({k: t[f] for k, f in fields.items()},
+            {k: f"config.teachers.{f}" for k, f in fields.items()})
 
 
-def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array) -> dict[str, Any]:
-    """Loads each teacher's converted weights, or initialises it randomly (and says so loudly)."""
-    variables = {}
+def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array,
+                           config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Loads each teacher's converted weights, or initialises it randomly (and says so loudly).
+
+    Returns the variables and, per loaded teacher, the manifest of its conversion (source
+    file and sha256), which the run records in results.json.
+    """
+    variables, manifests = {}, {}
     for i, (name, teacher) in enumerate(sorted(teachers.items())):
         template = jax.eval_shape(teacher.init, key)
         if teacher.origin == RANDOM_INIT:
@@ -108,10 +110,15 @@ def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array) -> dict
                   f"(config.teachers.{name}_checkpoint). Distilling from it transfers no face prior.\n"
                   + "!" * 88 + "\n", flush=True)
         else:
-            variables[name] = load_converted_variables(teacher.origin, template, f"Teacher '{name}'")
-            print(f"[teachers] {name}: loaded {teacher.origin}", flush=True)
+            architecture, fields = expected_architecture(config, name)
+            variables[name], manifests[name] = conversion.load_converted(
+                teacher.origin, template, kind=TEACHER_KINDS[name], architecture=architecture,
+                config_fields=fields)
+            print(f"[teachers] {name}: loaded converted {TEACHER_KINDS[name]} from {teacher.origin} "
+                  f"(source {manifests[name]['source_file']}, sha256 "
+                  f"{manifests[name]['source_sha256'][:12]}...)", flush=True)
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables[name]["params"]))
         print(f"[teachers] {name}: {type(teacher.model).__name__}, {n_params / 1e6:.2f}M params, "
               f"input {teacher.input_size}x{teacher.input_size} in [-1, 1], origin={teacher.origin}",
               flush=True)
-    return variables
+    return variables, manifests

@@ -28,14 +28,15 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dtda_jax import config_lib, losses
+from dtda_jax import config_lib, conversion, losses
 from dtda_jax.attack import domain_adversarial_attack
 from dtda_jax.checkpointing import StageCheckpoints
+from dtda_jax.converters import KIND_RESNET18
 from dtda_jax.data import pipeline
 from dtda_jax.evaluation import metrics as fas_metrics
 from dtda_jax.models import DTDAStudent, ResNet18Classifier
 from dtda_jax.run_logging import MetricWriter, Progress, format_duration
-from dtda_jax.teachers import RANDOM_INIT, init_teacher_variables, make_teachers
+from dtda_jax.teachers import RANDOM_INIT, TEACHER_KINDS, init_teacher_variables, make_teachers
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -133,6 +134,48 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Arra
                           batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
 
     return jax.jit(init, out_shardings=replicated(mesh))()
+
+
+def with_pretrained_encoder(state: TrainState, path: str, width: int, field: str,
+                            tx: optax.GradientTransformation, mesh) -> TrainState:
+    """Replaces the `encoder` subtree (weights and BN statistics) by a converted ImageNet
+    ResNet-18 (tools/convert_resnet18.py); the heads keep their fresh initialisation."""
+    variables, manifest = conversion.load_converted(
+        path, None, kind=KIND_RESNET18, architecture={"width": width},
+        config_fields={"width": f"config.{field}.width"})
+    params = {**state.params, "encoder": variables["params"]["encoder"]}
+    batch_stats = {**state.batch_stats, "encoder": variables["batch_stats"]["encoder"]}
+    params, batch_stats = jax.device_put((params, batch_stats), replicated(mesh))
+    print(f"[{field}] encoder initialised from ImageNet ResNet-18 {path} (source "
+          f"{manifest['source_file']}, sha256 {manifest['source_sha256'][:12]}...)", flush=True)
+    opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)
+    return state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
+
+
+def check_weight_files(config) -> None:
+    """Fails before any training if a configured converted checkpoint is missing or the wrong kind."""
+    m = config.method
+    wanted = [(config.model.init_checkpoint, KIND_RESNET18, "config.model.init_checkpoint")]
+    if m.use_domain_attack:
+        wanted.append((config.domain_classifier.init_checkpoint, KIND_RESNET18,
+                       "config.domain_classifier.init_checkpoint"))
+    if m.use_fr_teacher:
+        wanted.append((config.teachers.fr_checkpoint, TEACHER_KINDS["fr"], "config.teachers.fr_checkpoint"))
+    if m.use_fa_teacher:
+        wanted.append((config.teachers.fa_checkpoint, TEACHER_KINDS["fa"], "config.teachers.fa_checkpoint"))
+    for path, kind, field in wanted:
+        if path:
+            conversion.check_converted(path, kind, field)
+
+
+def weights_provenance(path: str) -> dict[str, Any]:
+    """Where a run's pretrained weights came from, as recorded in results.json."""
+    if not path:
+        return {"origin": RANDOM_INIT}
+    manifest = conversion.read_manifest(path)
+    return {"origin": os.path.abspath(path), "kind": manifest["kind"],
+            "source_file": manifest["source_file"], "source_sha256": manifest["source_sha256"],
+            "architecture": manifest["architecture"]}
 
 
 def images_to_unit_range(images: jax.Array) -> jax.Array:
@@ -379,6 +422,9 @@ def train_domain_classifier(config, protocol: pipeline.Protocol, mesh, workdir: 
     if checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, iterator)
         print(f"[domain_classifier] resumed from step {int(state.step)}", flush=True)
+    elif dc.init_checkpoint:
+        state = with_pretrained_encoder(state, dc.init_checkpoint, dc.width, "domain_classifier",
+                                        tx, mesh)
     step_fn = jit_train_step(functools.partial(domain_classifier_train_step, model=model, tx=tx),
                              mesh, with_frozen=False)
     already_done = int(state.step) >= dc.num_steps
@@ -474,6 +520,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     Returns None when `stop_after` ended the run early (a simulated preemption).
     """
     config_lib.validate_config(config)
+    check_weight_files(config)
     os.makedirs(workdir, exist_ok=True)
     record_config(config, workdir)
     t_start = time.perf_counter()
@@ -498,7 +545,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # --- teachers, student, optimiser ---
     teachers = make_teachers(config)
-    frozen.update(init_teacher_variables(teachers, rng_key(config.seed + 2)))
+    teacher_variables, _ = init_teacher_variables(teachers, rng_key(config.seed + 2), config)
+    frozen.update(teacher_variables)
     frozen = jax.device_put(frozen, replicated(mesh))
     student = make_student(config, teachers)
     schedule = learning_rate_schedule(config.optim, config.train.num_steps)
@@ -525,6 +573,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if os.path.exists(best_path):
             with open(best_path) as f:
                 best_eval = json.load(f)
+    elif config.model.init_checkpoint:
+        state = with_pretrained_encoder(state, config.model.init_checkpoint, config.model.width,
+                                        "model", tx, mesh)
 
     score_fn = jax.jit(functools.partial(live_probability, student=student))
     eval_path = os.path.join(workdir, "eval.jsonl")
@@ -587,10 +638,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         "video_reduce": config.eval.video_reduce,
         "reported": best_eval if config.eval.selection == "best_on_target" else last_eval,
         "by_selection": {"best_on_target": best_eval, "last": last_eval},
-        "teachers": {name: {"model": type(t.model).__name__, "origin": t.origin,
-                            "random_init": t.origin == RANDOM_INIT} for name, t in teachers.items()},
+        "teachers": {name: {"model": type(t.model).__name__, "random_init": t.origin == RANDOM_INIT,
+                            **weights_provenance("" if t.origin == RANDOM_INIT else t.origin)}
+                     for name, t in teachers.items()},
         "domain_classifier": domain_report,
-        "student_init": config.model.init_checkpoint or RANDOM_INIT,
+        "student_encoder_init": weights_provenance(config.model.init_checkpoint),
+        "domain_classifier_encoder_init": (weights_provenance(config.domain_classifier.init_checkpoint)
+                                           if config.method.use_domain_attack else None),
         "wall_time_s_this_process": time.perf_counter() - t_start,
     }
     with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -613,6 +667,12 @@ def print_results(results: dict) -> None:
     print(f"HTER/ACER threshold policy: {results['threshold_policy']}; scores are per video "
           f"({results['video_reduce']} of frame live probabilities); reported selection: "
           f"{results['selection']}.", flush=True)
+    used = {f"teacher {n}": t for n, t in results["teachers"].items()}
+    used["student encoder"] = results["student_encoder_init"]
+    if results["domain_classifier_encoder_init"] is not None:
+        used["domain-classifier encoder"] = results["domain_classifier_encoder_init"]
+    print("Weights: " + "; ".join(f"{name} <- {w.get('source_file', w['origin'])}"
+                                  for name, w in used.items()), flush=True)
     random_teachers = [n for n, t in results["teachers"].items() if t["random_init"]]
     if random_teachers:
         print(f"NOTE: teacher(s) {random_teachers} were randomly initialised (no converted checkpoint).",

@@ -1,4 +1,4 @@
-"""Test setup: two virtual CPU devices, and a per-session XLA compilation cache.
+"""Test setup: two virtual CPU devices, a per-session XLA compilation cache, tiny run configs.
 
 The end-to-end tests compile the same tiny programs many times (every run builds its step
 functions afresh); the persistent cache turns the repeats into lookups. It lives in a fresh
@@ -15,3 +15,44 @@ if "xla_force_host_platform_device_count" not in flags:
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dtda-jax-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import pytest  # noqa: E402  (after the environment is set)
+
+from dtda_jax import config_lib  # noqa: E402
+
+TINY_DATA = dict(train_identities_per_domain=2, test_identities_per_domain=1, frames_per_video=2)
+
+
+def tiny_config(data_dir, variant="dtda"):
+    c = config_lib.base_config()
+    config_lib.apply_variant(c, variant)
+    c.data.data_dir = str(data_dir)
+    c.data.image_size = 32
+    c.data.synthetic_overrides = TINY_DATA
+    c.data.samples_per_group = 2
+    c.data.eval_batch_size = 16
+    c.model.width = 4
+    c.domain_classifier.width = 4
+    c.domain_classifier.num_steps = 4
+    c.teachers.fr_arch = "r18"
+    c.teachers.fr_width = 4
+    c.teachers.fr_input_size = 32
+    c.teachers.fa_image_size = 32
+    c.teachers.fa_conv_dim = 4
+    c.teachers.fa_repeat_num = 5
+    c.optim.learning_rate = 0.01
+    c.train.num_steps = 6
+    c.train.log_every = 2
+    c.train.checkpoint_every = 3
+    c.train.eval_every = 3
+    return c
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """The tiny benchmark, generated once per test session."""
+    from dtda_jax.data import pipeline
+
+    path = tmp_path_factory.mktemp("tfds")
+    pipeline.load_protocol(tiny_config(path))
+    return path

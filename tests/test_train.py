@@ -11,49 +11,13 @@ import os
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from dtda_jax import config_lib, train
 from dtda_jax.data import pipeline
-
-TINY_DATA = dict(train_identities_per_domain=2, test_identities_per_domain=1, frames_per_video=2)
-
-
-def tiny_config(data_dir, variant="dtda"):
-    c = config_lib.base_config()
-    config_lib.apply_variant(c, variant)
-    c.data.data_dir = str(data_dir)
-    c.data.image_size = 32
-    c.data.synthetic_overrides = TINY_DATA
-    c.data.samples_per_group = 2
-    c.data.eval_batch_size = 16
-    c.model.width = 4
-    c.domain_classifier.width = 4
-    c.domain_classifier.num_steps = 4
-    c.teachers.fr_arch = "r18"
-    c.teachers.fr_width = 4
-    c.teachers.fr_input_size = 32
-    c.teachers.fa_image_size = 32
-    c.teachers.fa_conv_dim = 4
-    c.teachers.fa_repeat_num = 5
-    c.optim.learning_rate = 0.01
-    c.train.num_steps = 6
-    c.train.log_every = 2
-    c.train.checkpoint_every = 3
-    c.train.eval_every = 3
-    return c
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """The tiny benchmark, generated once per test session."""
-    path = tmp_path_factory.mktemp("tfds")
-    pipeline.load_protocol(tiny_config(path))
-    return path
-
+from tests.conftest import tiny_config
 
 def latest_params(workdir, stage="student"):
     directory = os.path.join(workdir, "checkpoints", stage)
@@ -131,7 +95,7 @@ def test_step_independent_of_device_count(data_dir):
         crop_padding=0.0625)
     batches = [next(iterator), next(iterator)]
     teachers = train.make_teachers(config)
-    frozen = train.init_teacher_variables(teachers, train.rng_key(2))
+    frozen, _ = train.init_teacher_variables(teachers, train.rng_key(2), config)
     student = train.make_student(config, teachers)
     schedule = train.learning_rate_schedule(config.optim, 2)
     tx = train.make_optimizer(schedule, 0.9, 5e-4)
