@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 MANIFEST = "manifest.json"
 VARIABLES = "variables"
@@ -200,26 +201,6 @@ def to_flax_layout(array: np.ndarray, leaf: str) -> np.ndarray:
     return array
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, (*prefix, k)))
-        else:
-            out[(*prefix, k)] = v
-    return out
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = tree
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = value
-    return tree
-
-
 def _listing(keys, limit: int = 12) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
@@ -235,7 +216,7 @@ def state_dict_to_variables(state: Mapping[str, np.ndarray], template: Mapping[s
     (e.g. which --arch the keys suggest).
     """
     expected = {(col, *path): leaf for col in template
-                for path, leaf in _flatten(template[col]).items()}
+                for path, leaf in flatten_dict(template[col]).items()}
     filled: dict[tuple[str, ...], np.ndarray] = {}
     sources: dict[tuple[str, ...], str] = {}
     unexpected, mismatched, wrong_shape = [], [], set()
@@ -271,7 +252,7 @@ def state_dict_to_variables(state: Mapping[str, np.ndarray], template: Mapping[s
         raise ConversionError("The checkpoint does not fit the model: " + " | ".join(problems)
                               + (f". {hint}" if hint else ""))
     flat = {t: filled[t] for t in expected}
-    return _unflatten(flat)
+    return unflatten_dict(flat)
 
 
 # ============================================================================================
@@ -280,7 +261,7 @@ def state_dict_to_variables(state: Mapping[str, np.ndarray], template: Mapping[s
 
 
 def _shapes(variables: Mapping[str, Any]) -> dict[str, list[int]]:
-    return {"/".join(p): list(np.shape(v)) for p, v in _flatten(variables).items()}
+    return {"/".join(p): list(np.shape(v)) for p, v in flatten_dict(variables).items()}
 
 
 def save_converted(out_dir: str, variables: Mapping[str, Any], *, kind: str,
@@ -368,7 +349,7 @@ def load_converted(path: str, template: Any | None, *, kind: str,
         raise ValueError(f"{path!r} was converted from a different architecture; set {fixes}.")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     if template is None:  # the manifest's shapes (all converted variables are float32)
-        template = _unflatten({tuple(k.split("/")): jax.ShapeDtypeStruct(tuple(v), np.float32)
+        template = unflatten_dict({tuple(k.split("/")): jax.ShapeDtypeStruct(tuple(v), np.float32)
                                for k, v in manifest["shapes"].items()})
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), template)

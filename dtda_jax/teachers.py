@@ -93,14 +93,9 @@ def expected_architecture(config, name: str) -> tuple[dict[str, Any], dict[str, 
             {k: f"config.teachers.{f}" for k, f in fields.items()})
 
 
-def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array,
-                           config) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Loads each teacher's converted weights, or initialises it randomly (and says so loudly).
-
-    Returns the variables and, per loaded teacher, the manifest of its conversion (source
-    file and sha256), which the run records in results.json.
-    """
-    variables, manifests = {}, {}
+def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array, config) -> dict[str, Any]:
+    """Loads each teacher's converted weights, or initialises it randomly (and says so loudly)."""
+    variables = {}
     for i, (name, teacher) in enumerate(sorted(teachers.items())):
         template = jax.eval_shape(teacher.init, key)
         if teacher.origin == RANDOM_INIT:
@@ -111,14 +106,14 @@ def init_teacher_variables(teachers: dict[str, Teacher], key: jax.Array,
                   + "!" * 88 + "\n", flush=True)
         else:
             architecture, fields = expected_architecture(config, name)
-            variables[name], manifests[name] = conversion.load_converted(
+            variables[name], manifest = conversion.load_converted(
                 teacher.origin, template, kind=TEACHER_KINDS[name], architecture=architecture,
                 config_fields=fields)
             print(f"[teachers] {name}: loaded converted {TEACHER_KINDS[name]} from {teacher.origin} "
-                  f"(source {manifests[name]['source_file']}, sha256 "
-                  f"{manifests[name]['source_sha256'][:12]}...)", flush=True)
+                  f"(source {manifest['source_file']}, sha256 {manifest['source_sha256'][:12]}...)",
+                  flush=True)
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables[name]["params"]))
         print(f"[teachers] {name}: {type(teacher.model).__name__}, {n_params / 1e6:.2f}M params, "
               f"input {teacher.input_size}x{teacher.input_size} in [-1, 1], origin={teacher.origin}",
               flush=True)
-    return variables, manifests
+    return variables

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import struct
+from flax.traverse_util import flatten_dict
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dtda_jax import config_lib, conversion, losses
@@ -332,13 +333,20 @@ def run_stage(*, stage: str, state: TrainState, step_fn: Callable, data_iterator
 # ============================================================================================
 
 
+def sharded_eval_batches(frames: pipeline.FrameSet, batch_size: int, mesh):
+    """`pipeline.eval_batches` on the mesh, the batch size rounded up to a multiple of the
+    device count; yields (sharded batch, valid)."""
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    for batch, valid in pipeline.eval_batches(frames, batch_size):
+        yield put_batch(batch, mesh), valid
+
+
 def score_frames(score_fn: Callable, variables: Any, frames: pipeline.FrameSet, batch_size: int,
                  mesh) -> np.ndarray:
     """Live probability of every frame, in frame order."""
-    batch_size = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
     scores = []
-    for images, valid in pipeline.eval_batches(frames, batch_size):
-        out = score_fn(variables, put_batch({"image": images}, mesh)["image"])
+    for batch, valid in sharded_eval_batches(frames, batch_size, mesh):
+        out = score_fn(variables, batch["image"])
         scores.append(np.asarray(jax.device_get(out))[:valid])
     return np.concatenate(scores)
 
@@ -388,16 +396,11 @@ def domain_accuracy(model: nn.Module, variables: Any, frames: pipeline.FrameSet,
             x = attack_images(x, domains, model, variables, attack, rng_key(0))
         return jnp.argmax(model.apply(variables, x, train=False), axis=-1)
 
-    batch_size = -(-batch_size // mesh.size) * mesh.size
     correct = 0
-    for start in range(0, len(frames), batch_size):
-        positions = np.arange(start, min(start + batch_size, len(frames)))
-        valid = len(positions)
-        positions = np.concatenate([positions, np.repeat(positions[-1:], batch_size - valid)])
-        batch = put_batch({"image": frames.read_images(positions),
-                           "domain": frames.domain[positions].astype(np.int32)}, mesh)
-        pred = np.asarray(jax.device_get(predict(batch["image"], batch["domain"])))[:valid]
-        correct += int((pred == frames.domain[positions[:valid]]).sum())
+    for batch, valid in sharded_eval_batches(frames, batch_size, mesh):
+        pred = np.asarray(jax.device_get(predict(batch["image"], batch["domain"])))
+        domains = np.asarray(jax.device_get(batch["domain"]))
+        correct += int((pred[:valid] == domains[:valid]).sum())
     return correct / len(frames)
 
 
@@ -484,16 +487,6 @@ RESUMABLE_CHANGES = ("train.log_every", "train.eval_every", "train.checkpoint_ev
                      "data.eval_batch_size")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def record_config(config, workdir: str) -> None:
     """Writes config.json; refuses to resume a workdir that was started with another config."""
     path = os.path.join(workdir, "config.json")
@@ -501,7 +494,7 @@ def record_config(config, workdir: str) -> None:
     if os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)
-        a, b = _flatten(previous), _flatten(current)
+        a, b = flatten_dict(previous, sep="."), flatten_dict(current, sep=".")
         changed = sorted(k for k in set(a) | set(b)
                          if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
         if changed:
@@ -545,8 +538,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # --- teachers, student, optimiser ---
     teachers = make_teachers(config)
-    teacher_variables, _ = init_teacher_variables(teachers, rng_key(config.seed + 2), config)
-    frozen.update(teacher_variables)
+    frozen.update(init_teacher_variables(teachers, rng_key(config.seed + 2), config))
     frozen = jax.device_put(frozen, replicated(mesh))
     student = make_student(config, teachers)
     schedule = learning_rate_schedule(config.optim, config.train.num_steps)

@@ -294,7 +294,7 @@ def test_run_uses_converted_teachers_and_imagenet_init(data_dir, tmp_path, capsy
 
     # The loaded FR teacher gives the PyTorch module's embedding on the run's input pipeline.
     teachers = train.make_teachers(config)
-    variables, _ = train.init_teacher_variables(teachers, train.rng_key(0), config)
+    variables = train.init_teacher_variables(teachers, train.rng_key(0), config)
     x = np.random.default_rng(3).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     with torch.no_grad():
         expected = fr_module(nchw((x - 0.5) / 0.5)).numpy()

@@ -120,8 +120,11 @@ def test_augmentation_moves_pixels_only():
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, 64])
 def test_eval_batches_cover_every_frame_in_order(batch_size):
     frames = fake_frames(SIZES)
-    seen = []
-    for images, valid in pipeline.eval_batches(frames, batch_size):
-        assert images.shape[0] == batch_size
-        seen.extend(images[:valid, 0, 0, 0].tolist())
+    seen, domains, labels = [], [], []
+    for batch, valid in pipeline.eval_batches(frames, batch_size):
+        assert all(v.shape[0] == batch_size for v in batch.values())
+        seen.extend(batch["image"][:valid, 0, 0, 0].tolist())
+        domains.extend(batch["domain"][:valid].tolist())
+        labels.extend(batch["label"][:valid].tolist())
     assert seen == list(range(len(frames)))
+    assert domains == frames.domain.tolist() and labels == frames.label.tolist()

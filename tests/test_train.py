@@ -95,7 +95,7 @@ def test_step_independent_of_device_count(data_dir):
         crop_padding=0.0625)
     batches = [next(iterator), next(iterator)]
     teachers = train.make_teachers(config)
-    frozen, _ = train.init_teacher_variables(teachers, train.rng_key(2), config)
+    frozen = train.init_teacher_variables(teachers, train.rng_key(2), config)
     student = train.make_student(config, teachers)
     schedule = train.learning_rate_schedule(config.optim, 2)
     tx = train.make_optimizer(schedule, 0.9, 5e-4)

@@ -259,12 +259,16 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
 # --------------------------------------------------------------------------------------------
 
 
-def eval_batches(frames: FrameSet, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """All frames in order, in fixed-size batches (the last one padded); yields (images, valid)."""
+def eval_batches(frames: FrameSet, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """All frames in order, in fixed-size batches; yields (batch, valid).
+
+    The last batch is padded by repeating its last frame, so every batch has the shape the
+    jitted evaluation was compiled for; only the first `valid` rows are real.
+    """
     for start in range(0, len(frames), batch_size):
         positions = np.arange(start, min(start + batch_size, len(frames)))
-        images = frames.read_images(positions)
         valid = len(positions)
-        if valid < batch_size:
-            images = np.concatenate([images, np.repeat(images[-1:], batch_size - valid, axis=0)])
-        yield images, valid
+        positions = np.concatenate([positions, np.repeat(positions[-1:], batch_size - valid)])
+        yield {"image": frames.read_images(positions),
+               "domain": frames.domain[positions].astype(np.int32),
+               "label": frames.label[positions].astype(np.int32)}, valid
