@@ -26,6 +26,14 @@ SELECTION_POLICIES = ("best_on_target", "last")
 VIDEO_REDUCTIONS = ("mean", "median", "first")
 LR_SCHEDULES = ("constant", "cosine", "step")
 IRESNET_ARCHS = ("r18", "r34", "r50", "r100", "r200")
+DATASET_KINDS = ("synthetic_fas", "real_fas")
+# Kept in sync with dtda_jax/data (tested); listed here so validating a config imports no
+# video or detection code.
+REAL_DATASETS = ("oulu_npu", "casia_fasd", "replay_attack", "msu_mfsd", "celeba_spoof")
+SPLIT_CONVENTIONS = ("ssdg", "official")
+FRAME_POLICIES = ("all", "every_k", "ssdg", "random")
+FACE_MODES = ("crop", "align")
+CELEBA_SPOOF_PROTOCOLS = ("p1", "p2_low", "p2_middle", "p2_high")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -48,6 +56,20 @@ def base_config() -> ml_collections.ConfigDict:
     d.target_splits = ("train", "test")  # all frames of the unseen domain are evaluated
     # Exact per-(domain, live/spoof) balance, the SSDG convention: batch = domains * 2 * this.
     d.samples_per_group = 16  # 3 domains * 2 classes * 16 = 96, the paper's batch size
+    # Real datasets (data.dataset = "real_fas"): how they were prepared (tools/prepare_fas.py;
+    # these settings name the prepared copy) and which official splits a protocol uses.
+    d.split_convention = "ssdg"  # "ssdg" (train+test of every dataset, dev held out) | "official"
+    d.real = r = ml_collections.ConfigDict()
+    r.frame_policy = "ssdg"  # frames 6 and 6+N//2 of each video | all | every_k | random
+    r.frame_every_k = 5
+    r.frame_num_random = 1
+    r.frame_seed = 0
+    r.face_mode = "crop"  # MTCNN box + margin, or "align" (5-landmark similarity transform)
+    r.face_margin = 0.2
+    r.face_min_size = 20  # MTCNN minimum face size in detection pixels
+    r.face_detect_max_side = 640  # frames are downscaled to this for detection
+    r.face_max_fallback_offset = 15  # no face on a frame: try neighbours up to this far
+    r.celeba_spoof_protocol = "p1"  # p1 | p2_low | p2_middle | p2_high
     d.augment_flip = True
     d.augment_crop_padding = 0.0625  # random crop after padding by this fraction of the size
     d.eval_batch_size = 64
@@ -169,6 +191,40 @@ def synthetic_demo_config(target_domain: str, variant: str = "dtda") -> ml_colle
     return c
 
 
+# The paper's protocols (Section IV-A): sources -> target, as dataset names of layouts.py.
+PAPER_PROTOCOLS = {
+    "oci_to_m": (("oulu_npu", "casia_fasd", "replay_attack"), "msu_mfsd"),
+    "omi_to_c": (("oulu_npu", "msu_mfsd", "replay_attack"), "casia_fasd"),
+    "ocm_to_i": (("oulu_npu", "casia_fasd", "msu_mfsd"), "replay_attack"),
+    "icm_to_o": (("replay_attack", "casia_fasd", "msu_mfsd"), "oulu_npu"),
+    "mi_to_c": (("msu_mfsd", "replay_attack"), "casia_fasd"),
+    "mi_to_o": (("msu_mfsd", "replay_attack"), "oulu_npu"),
+}
+
+
+def real_protocol_config(sources: tuple[str, ...], target: str, variant: str = "dtda",
+                         released_weights: bool = True) -> ml_collections.ConfigDict:
+    """A protocol on prepared real datasets at the paper's settings (256x256, batch 96, SGD 0.1).
+
+    Batches stay at 96 frames: 16 per (domain, class) with three sources, 24 with two, 48 for
+    the one-domain CelebA-Spoof protocols (where the attack is off: there is one domain).
+    `released_weights` points teachers and ImageNet initialisation at the converted released
+    checkpoints (README, "Real teachers and ImageNet initialisation").
+    """
+    c = base_config()
+    apply_variant(c, variant or "dtda")
+    d = c.data
+    d.dataset = "real_fas"
+    d.source_domains, d.target_domain = tuple(sources), target
+    d.samples_per_group = 96 // (2 * len(sources))
+    if target in sources:  # intra-dataset (CelebA-Spoof)
+        c.method.use_domain_attack = False
+        d.split_convention = "official"
+    if released_weights:
+        use_released_weights(c)
+    return c
+
+
 # Where the README's conversion commands write (tools/convert_*.py --out ...).
 RELEASED_WEIGHTS = {
     "fr": "pretrained/arcface_r50",  # arcface_torch ms1mv3_arcface_r50_fp16/backbone.pth
@@ -232,8 +288,12 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     _require(len(d.source_domains) >= 1, "data.source_domains", "needs at least one domain.")
     _require(len(set(d.source_domains)) == len(d.source_domains), "data.source_domains",
              f"has duplicates: {tuple(d.source_domains)}.")
-    _require(d.target_domain not in d.source_domains, "data.target_domain",
-             f"{d.target_domain!r} is also a source domain; a cross-domain protocol holds it out.")
+    _require(d.dataset in DATASET_KINDS, "data.dataset", f"must be one of {DATASET_KINDS}, got {d.dataset!r}.")
+    if d.dataset == "real_fas":
+        _validate_real_data(c)
+    else:
+        _require(d.target_domain not in d.source_domains, "data.target_domain",
+                 f"{d.target_domain!r} is also a source domain; a cross-domain protocol holds it out.")
     _require(d.samples_per_group >= 1, "data.samples_per_group", f"must be >= 1, got {d.samples_per_group}.")
     _require(d.eval_batch_size >= 1, "data.eval_batch_size", f"must be >= 1, got {d.eval_batch_size}.")
     _require(0.0 <= d.augment_crop_padding < 0.5, "data.augment_crop_padding",
@@ -277,3 +337,34 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     if c.eval.threshold_policy == "source_val_eer":
         _require(len(d.source_val_splits) > 0, "data.source_val_splits",
                  "threshold_policy='source_val_eer' needs held-out source splits.")
+
+
+def _validate_real_data(c: ml_collections.ConfigDict) -> None:
+    d, r = c.data, c.data.real
+    names = (*d.source_domains, d.target_domain)
+    unknown = [n for n in names if n not in REAL_DATASETS]
+    _require(not unknown, "data.source_domains/target_domain",
+             f"unknown dataset(s) {unknown}; real datasets are {REAL_DATASETS}.")
+    intra = d.target_domain in d.source_domains
+    _require(not intra or tuple(d.source_domains) == (d.target_domain,), "data.target_domain",
+             f"{d.target_domain!r} is also a source domain; only a one-dataset protocol (CelebA-Spoof "
+             "train -> test) may train and test on the same dataset.")
+    _require(("celeba_spoof" not in names) or intra, "data.source_domains",
+             "CelebA-Spoof is an intra-dataset benchmark here (protocols p1 / p2_*); it is not mixed "
+             "with the video datasets.")
+    _require(not (intra and c.eval.threshold_policy == "source_val_eer"), "eval.threshold_policy",
+             "'source_val_eer' needs held-out source data, which an intra-dataset protocol does not "
+             "have (its held-out split is the test set); use 'target_eer' or 'fixed'.")
+    _require(d.split_convention in SPLIT_CONVENTIONS, "data.split_convention",
+             f"must be one of {SPLIT_CONVENTIONS}, got {d.split_convention!r}.")
+    _require(r.frame_policy in FRAME_POLICIES, "data.real.frame_policy",
+             f"must be one of {FRAME_POLICIES}, got {r.frame_policy!r}.")
+    _require(r.frame_every_k >= 1 and r.frame_num_random >= 1, "data.real.frame_every_k/frame_num_random",
+             "must be >= 1.")
+    _require(r.face_mode in FACE_MODES, "data.real.face_mode", f"must be one of {FACE_MODES}, got {r.face_mode!r}.")
+    _require(0 <= r.face_margin < 2, "data.real.face_margin", f"must be in [0, 2), got {r.face_margin}.")
+    _require(r.face_min_size >= 12 and r.face_detect_max_side >= 64 and r.face_max_fallback_offset >= 0,
+             "data.real.face_min_size/face_detect_max_side/face_max_fallback_offset",
+             "must be >= 12, >= 64 and >= 0.")
+    _require(r.celeba_spoof_protocol in CELEBA_SPOOF_PROTOCOLS, "data.real.celeba_spoof_protocol",
+             f"must be one of {CELEBA_SPOOF_PROTOCOLS}, got {r.celeba_spoof_protocol!r}.")

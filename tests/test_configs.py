@@ -28,10 +28,76 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
 @pytest.mark.parametrize("variant", sorted(config_lib.VARIANTS))
 def test_config_validates_for_every_variant(path, variant):
-    config = load_config_file(path, variant)
+    argument = f"high,{variant}" if path.endswith("celeba_spoof_p2.py") else variant
+    config = load_config_file(path, argument)
     config_lib.validate_config(config)
-    assert config_lib.variant_name(config) == variant
-    assert config.data.target_domain not in config.data.source_domains
+    if config.data.target_domain in config.data.source_domains:  # CelebA-Spoof, one domain
+        assert config.data.source_domains == ("celeba_spoof",)
+        assert not config.method.use_domain_attack  # the attack needs >= 2 domains
+        expected = "fr_fa" if variant == "dtda" else variant
+        assert config_lib.variant_name(config) == expected
+    else:
+        assert config_lib.variant_name(config) == variant
+
+
+@pytest.mark.parametrize("name", sorted(config_lib.PAPER_PROTOCOLS))
+def test_paper_protocol_configs(name):
+    """One file per protocol of the paper, at its settings: 256 px, batch 96, SGD 0.1, real
+    teachers and ImageNet initialisation, the SSDG split convention."""
+    config = load_config_file(os.path.join(CONFIG_DIR, f"{name}.py"))
+    sources, target = config_lib.PAPER_PROTOCOLS[name]
+    letters = {"oulu_npu": "o", "casia_fasd": "c", "replay_attack": "i", "msu_mfsd": "m"}
+    assert name == "".join(letters[s] for s in sources) + "_to_" + letters[target]
+    assert (config.data.dataset, config.data.source_domains, config.data.target_domain) == \
+        ("real_fas", sources, target)
+    assert config.data.image_size == 256 and config.data.split_convention == "ssdg"
+    assert 2 * len(sources) * config.data.samples_per_group == 96
+    assert (config.optim.learning_rate, config.optim.momentum, config.optim.weight_decay) == (0.1, 0.9, 5e-4)
+    assert config.teachers.fr_checkpoint and config.teachers.fa_checkpoint and config.model.init_checkpoint
+    doc = open(os.path.join(CONFIG_DIR, f"{name}.py")).read()
+    assert f"--config=configs/{name}.py" in doc and "HTER" in doc and "AUC" in doc
+
+
+def test_celeba_spoof_p2_takes_a_sensor_group():
+    path = os.path.join(CONFIG_DIR, "celeba_spoof_p2.py")
+    assert load_config_file(path, "middle").data.real.celeba_spoof_protocol == "p2_middle"
+    assert config_lib.variant_name(load_config_file(path, "low,baseline")) == "baseline"
+    with pytest.raises(ValueError, match="low, middle or high"):
+        load_config_file(path, "medium")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("data.target_domain", "oulu_npu", "only a one-dataset protocol"),
+    ("data.source_domains", ("oulu_npu", "casia", "msu_mfsd"), "unknown dataset"),
+    ("data.split_convention", "ssan", "split_convention: must be one of"),
+    ("data.real.frame_policy", "every", "frame_policy: must be one of"),
+    ("data.real.face_mode", "warp", "face_mode: must be one of"),
+    ("data.real.celeba_spoof_protocol", "p3", "celeba_spoof_protocol"),
+    ("data.dataset", "oulu", "data.dataset: must be one of"),
+])
+def test_bad_real_data_values_are_named(field, value, message):
+    config = load_config_file(os.path.join(CONFIG_DIR, "ocm_to_i.py"))
+    section, key = field.rsplit(".", 1)
+    node = config
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate_config(config)
+
+
+def test_intra_dataset_refuses_source_val_threshold():
+    config = load_config_file(os.path.join(CONFIG_DIR, "celeba_spoof_p1.py"))
+    config.eval.threshold_policy = "source_val_eer"
+    with pytest.raises(config_lib.ConfigError, match="intra-dataset"):
+        config_lib.validate_config(config)
+
+
+def test_real_dataset_names_match_the_data_package():
+    from dtda_jax.data import layouts
+
+    assert config_lib.REAL_DATASETS == layouts.DATASETS
+    assert config_lib.CELEBA_SPOOF_PROTOCOLS == layouts.CELEBA_SPOOF_PROTOCOLS
 
 
 def test_leave_one_domain_out_covers_every_domain():

@@ -44,7 +44,21 @@ class FrameSet:
         return self.sources[self.source_id[position]][int(self.record[position])]
 
     def read_images(self, positions: Sequence[int]) -> np.ndarray:
-        return np.stack([np.asarray(self.read(p)["image"]) for p in positions])
+        return np.stack([decode_image(self.read(p)["image"]) for p in positions])
+
+
+def decode_image(image) -> np.ndarray:
+    """A record's image as RGB uint8: the built-in benchmark stores arrays, prepared real
+    datasets store PNG/JPEG bytes (`real_fas.py`)."""
+    if not isinstance(image, bytes):
+        return np.asarray(image)
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("A record's image bytes are not a decodable PNG/JPEG: the prepared dataset "
+                         "is damaged; delete it and run tools/prepare_fas.py again.")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +123,93 @@ def _synthetic_builder(d):
 
 
 def load_protocol(config) -> Protocol:
-    """Builds (or finds) the configured dataset and indexes the protocol's three frame sets."""
+    """Builds (or finds) the configured dataset(s) and indexes the protocol's three frame sets."""
     d = config.data
-    if d.dataset != "synthetic_fas":
-        raise ValueError(
-            f"config.data.dataset={d.dataset!r} is not available in this version; the built-in "
-            "benchmark is 'synthetic_fas'.")
+    start = time.perf_counter()
+    if d.dataset == "real_fas":
+        protocol = _real_protocol(d)
+    elif d.dataset == "synthetic_fas":
+        protocol = _synthetic_protocol(d)
+    else:
+        raise ValueError(f"config.data.dataset={d.dataset!r} is unknown; use 'synthetic_fas' (the built-in "
+                         "benchmark) or 'real_fas' (prepared OULU-NPU / CASIA-FASD / Replay-Attack / "
+                         "MSU-MFSD / CelebA-Spoof, see tools/prepare_fas.py).")
+    print(f"[data] {describe_protocol(protocol)} (indexed in {time.perf_counter() - start:.1f}s)",
+          flush=True)
+    return protocol
+
+
+def real_settings(d):
+    """The preparation settings a config's data section asks for (they name the tfds config)."""
+    from dtda_jax.data.face_extraction import FaceSettings, FrameSettings
+
+    r = d.real
+    frames = FrameSettings(policy=r.frame_policy, every_k=r.frame_every_k, num_random=r.frame_num_random,
+                           seed=r.frame_seed)
+    face = FaceSettings(size=d.image_size, mode=r.face_mode, margin=r.face_margin,
+                        min_face_size=r.face_min_size, detect_max_side=r.face_detect_max_side,
+                        max_fallback_offset=r.face_max_fallback_offset)
+    return frames, face
+
+
+def prepare_command(d, dataset: str) -> str:
+    """The tools/prepare_fas.py command that prepares `dataset` the way config `d` reads it."""
+    r = d.real
+    args = [f"--dataset={dataset}", f"--manual_dir=/path/to/{dataset}", f"--data_dir={d.data_dir}",
+            f"--image_size={d.image_size}", f"--frame_policy={r.frame_policy}",
+            f"--face_mode={r.face_mode}", f"--face_margin={r.face_margin:g}"]
+    if r.frame_policy == "every_k":
+        args.append(f"--frame_every_k={r.frame_every_k}")
+    if r.frame_policy == "random":
+        args += [f"--frame_num_random={r.frame_num_random}", f"--frame_seed={r.frame_seed}"]
+    if dataset == "celeba_spoof":
+        args.append(f"--celeba_spoof_protocol={r.celeba_spoof_protocol}")
+    from dtda_jax import config_lib
+
+    defaults = config_lib.base_config().data.real  # the CLI's defaults
+    args += [f"--{k}={r[k]}" for k in ("face_min_size", "face_detect_max_side", "face_max_fallback_offset")
+             if r[k] != defaults[k]]
+    return "python tools/prepare_fas.py " + " ".join(args)
+
+
+def _real_protocol(d) -> Protocol:
+    from dtda_jax.data import layouts, real_fas
+
+    frames, face = real_settings(d)
+    intra = d.target_domain in d.source_domains
+    builders = {}
+    for name in dict.fromkeys((*d.source_domains, d.target_domain)):
+        builder = real_fas.get_builder(name, d.data_dir, frames, face, d.real.celeba_spoof_protocol)
+        if not builder.is_prepared():
+            raise FileNotFoundError(
+                f"Dataset {name!r} prepared as {builder.builder_config.name!r} is not in "
+                f"config.data.data_dir={d.data_dir!r} (looked for {builder.data_path}). Prepare it "
+                f"once with:\n  {prepare_command(d, name)}\n"
+                f"({layouts.manual_download_instructions(name)})")
+        builders[name] = builder
+
+    def role_set(domains, role, first_index):
+        sources, maps = [], []
+        for i, name in enumerate(domains):
+            domain_map = {layouts.DATASETS.index(name): first_index + i}
+            for split in real_fas.protocol_splits(d.split_convention, name, role, intra):
+                sources.append(builders[name].as_data_source(split=split))
+                maps.append(domain_map)
+        if not sources:
+            raise ValueError(
+                f"The {role} frames of {' & '.join(domains)} under config.data.split_convention="
+                f"{d.split_convention!r} are empty: none of them has a split for it (only OULU-NPU and "
+                "Replay-Attack have dev splits). Use split_convention='official' or add such a source.")
+        return _frame_set(sources, maps)
+
+    sources = tuple(d.source_domains)
+    return Protocol(domain_names=(*sources, d.target_domain),
+                    train=role_set(sources, "train", 0),
+                    source_val=role_set(sources, "source_val", 0),
+                    target=role_set((d.target_domain,), "target", len(sources)))
+
+
+def _synthetic_protocol(d) -> Protocol:
     from dtda_jax.data import synthetic_fas
 
     unknown = [n for n in (*d.source_domains, d.target_domain) if n not in synthetic_fas.DOMAINS]
@@ -130,16 +225,12 @@ def load_protocol(config) -> Protocol:
         sources = [builder.as_data_source(split=s) for s in splits]
         return _frame_set(sources, [domain_map] * len(sources))
 
-    start = time.perf_counter()
-    protocol = Protocol(
+    return Protocol(
         domain_names=names,
         train=split_set(d.source_splits, source_map),
         source_val=split_set(d.source_val_splits, source_map),
         target=split_set(d.target_splits, target_map),
     )
-    print(f"[data] {describe_protocol(protocol)} (indexed in {time.perf_counter() - start:.1f}s)",
-          flush=True)
-    return protocol
 
 
 def describe_protocol(p: Protocol) -> str:
