@@ -18,7 +18,8 @@ batches are 48 live + 48 spoof. Label lists: `metas/intra_test/{train,test}_labe
 APCER/BPCER/ACER and TPR@FPR are reported with the target-EER threshold by default
 (`--config.eval.threshold_policy=fixed` for 0.5). CelebA-Spoof has no validation split, so
 `source_val` metrics are computed on the test split and `source_val_eer` is refused.
-Variants: `--config=configs/celeba_spoof_p1.py:baseline` (baseline, fr, fa, fr_fa, dtda).
+Variants: `--config=configs/celeba_spoof_p1.py:baseline` (baseline, fr, fa, fr_fa, dtda;
+dtda and dat become fr_fa: one domain, nothing to align).
 """
 
 from dtda_jax import config_lib

@@ -7,19 +7,28 @@ and names the offending field and its allowed values.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from dtda_jax.data.render import DOMAINS  # the built-in benchmark's domains
 
 # The paper's five ablation variants (Table II): which teachers distil and whether the
-# student and teachers see domain-adversarial images.
+# student and teachers see domain-adversarial images; plus "dat", the domain-adversarial
+# training the paper's Fig. 1a sets DAA against: both teachers, and a gradient-reversal
+# domain head on the student's features instead of the attack on its inputs.
+_NO_GRL = dict(use_grl_domain_head=False)
 VARIANTS = {
-    "baseline": dict(use_fr_teacher=False, use_fa_teacher=False, use_domain_attack=False),
-    "fr": dict(use_fr_teacher=True, use_fa_teacher=False, use_domain_attack=False),
-    "fa": dict(use_fr_teacher=False, use_fa_teacher=True, use_domain_attack=False),
-    "fr_fa": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=False),
-    "dtda": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=True),
+    "baseline": dict(use_fr_teacher=False, use_fa_teacher=False, use_domain_attack=False, **_NO_GRL),
+    "fr": dict(use_fr_teacher=True, use_fa_teacher=False, use_domain_attack=False, **_NO_GRL),
+    "fa": dict(use_fr_teacher=False, use_fa_teacher=True, use_domain_attack=False, **_NO_GRL),
+    "fr_fa": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=False, **_NO_GRL),
+    "dtda": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=True, **_NO_GRL),
+    "dat": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=False,
+                use_grl_domain_head=True),
 }
+PAPER_VARIANTS = ("baseline", "fr", "fa", "fr_fa", "dtda")  # Table II's rows
 
 THRESHOLD_POLICIES = ("target_eer", "source_val_eer", "fixed")
 SELECTION_POLICIES = ("best_on_target", "last")
@@ -79,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
     m.use_fr_teacher = True
     m.use_fa_teacher = True
     m.use_domain_attack = True
+    m.use_grl_domain_head = False  # the "dat" baseline (gradient reversal), see VARIANTS
 
     # --- student ----------------------------------------------------------------------------
     c.model = ml_collections.ConfigDict()
@@ -121,6 +131,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.lambda_fa = 1.0
     c.loss.temperature = 4.0
     c.loss.scale_kd_by_t2 = True  # Hinton's tau^2 keeps KD gradients comparable across tau
+    # "dat" only: weight of the domain head's cross-entropy; the reversed gradient reaching the
+    # features ramps up with DANN's schedule 2 / (1 + exp(-10 p)) - 1.
+    c.loss.lambda_domain = 0.1
 
     # --- optimiser (paper: SGD momentum 0.9, weight decay 5e-4, lr 0.1, batch 96) ----------
     c.optim = o = ml_collections.ConfigDict()
@@ -217,8 +230,8 @@ def real_protocol_config(sources: tuple[str, ...], target: str, variant: str = "
     d.dataset = "real_fas"
     d.source_domains, d.target_domain = tuple(sources), target
     d.samples_per_group = 96 // (2 * len(sources))
-    if target in sources:  # intra-dataset (CelebA-Spoof)
-        c.method.use_domain_attack = False
+    if target in sources:  # intra-dataset (CelebA-Spoof): one domain, nothing to align
+        c.method.use_domain_attack = c.method.use_grl_domain_head = False
         d.split_convention = "official"
     if released_weights:
         use_released_weights(c)
@@ -251,6 +264,28 @@ def use_released_weights(c: ml_collections.ConfigDict,
     c.domain_classifier.width = 64
     c.domain_classifier.init_checkpoint = paths["imagenet"]
     return c
+
+
+def with_defaults(saved: dict, defaults: dict | None = None) -> dict:
+    """A recorded config (config.json) plus every field it lacks from `defaults` (base_config):
+    a run recorded before a field existed still loads and resumes (new fields default to the
+    behaviour that came before them)."""
+    defaults = base_config().to_dict() if defaults is None else defaults
+    merged = dict(defaults)
+    for key, value in saved.items():
+        nested = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        merged[key] = with_defaults(value, defaults[key]) if nested else value
+    return merged
+
+
+def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
+    """`get_config(*args)` of a config file such as configs/synthetic.py (as --config=path:arg)."""
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    if spec is None or not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist.")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(*args)
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
@@ -312,6 +347,10 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
         _require(c.attack.step_size > 0, "attack.step_size", f"must be > 0, got {c.attack.step_size}.")
         _require(c.domain_classifier.num_steps >= 1, "domain_classifier.num_steps",
                  "must be >= 1 when the attack is on (the attack needs a trained classifier).")
+    if c.method.use_grl_domain_head:
+        _require(len(d.source_domains) >= 2, "method.use_grl_domain_head",
+                 "domain-adversarial training needs >= 2 source domains.")
+        _require(c.loss.lambda_domain > 0, "loss.lambda_domain", f"must be > 0, got {c.loss.lambda_domain}.")
     _require(c.teachers.fr_arch in IRESNET_ARCHS, "teachers.fr_arch",
              f"must be one of {IRESNET_ARCHS}, got {c.teachers.fr_arch!r}.")
     _require(c.teachers.fr_input_size % 16 == 0, "teachers.fr_input_size",

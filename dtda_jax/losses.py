@@ -31,5 +31,33 @@ def kd_kl_divergence(teacher_logits: jax.Array, student_logits: jax.Array, tempe
     return scale * jnp.mean(kl)
 
 
+@jax.custom_vjp
+def gradient_reversal(x: jax.Array, scale: jax.Array | float) -> jax.Array:
+    """Identity forward; backward multiplies the gradient by -scale (Ganin & Lempitsky, 2015).
+
+    The domain head below it learns to tell domains apart while the features above it are
+    pushed to hide them: the domain-adversarial training that the paper's Fig. 1a sets
+    against the domain adversarial attack. `scale` gets no gradient.
+    """
+    return x
+
+
+def _reversal_forward(x, scale):
+    return x, scale
+
+
+def _reversal_backward(scale, g):
+    return -scale * g, jnp.zeros_like(scale)
+
+
+gradient_reversal.defvjp(_reversal_forward, _reversal_backward)
+
+
+def ganin_reversal_scale(progress: jax.Array) -> jax.Array:
+    """DANN's schedule 2 / (1 + exp(-10 p)) - 1 for training progress p in [0, 1]: the
+    reversed gradient ramps from 0 to ~1 so the untrained domain head cannot derail the start."""
+    return 2.0 / (1.0 + jnp.exp(-10.0 * progress)) - 1.0
+
+
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))

@@ -237,9 +237,11 @@ def student_train_step(state: TrainState, frozen: dict[str, Any], batch: dict[st
     weights = {"fr": config.loss.lambda_fr, "fa": config.loss.lambda_fa}
     student_outputs = {"fr": "fr_embedding", "fa": "fa_logits"}
 
+    grl_scale = losses.ganin_reversal_scale(state.step / config.train.num_steps)
+
     def loss_fn(params):
         out, mutated = student.apply({"params": params, "batch_stats": state.batch_stats}, x,
-                                     train=True, mutable=["batch_stats"])
+                                     train=True, mutable=["batch_stats"], grl_scale=grl_scale)
         terms = {"loss_fas": losses.cross_entropy(out["cls_logits"], batch["label"])}
         total = terms["loss_fas"]
         for name, target in soft_labels.items():
@@ -247,6 +249,10 @@ def student_train_step(state: TrainState, frozen: dict[str, Any], batch: dict[st
                                            config.loss.temperature, config.loss.scale_kd_by_t2)
             terms[f"loss_{name}"] = term
             total = total + weights[name] * term
+        if "domain_logits" in out:  # "dat": reversed gradient into the features
+            terms["loss_domain"] = losses.cross_entropy(out["domain_logits"], batch["domain"])
+            terms["domain_acc"] = losses.accuracy(out["domain_logits"], batch["domain"])
+            total = total + config.loss.lambda_domain * terms["loss_domain"]
         return total, (mutated["batch_stats"], terms, out["cls_logits"])
 
     (total, (batch_stats, terms, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -358,8 +364,9 @@ def video_level(frames: pipeline.FrameSet, frame_scores: np.ndarray, reduce: str
 
 
 def evaluate_student(score_fn: Callable, variables: Any, protocol: pipeline.Protocol,
-                     config: ml_collections.ConfigDict, mesh) -> dict[str, Any]:
-    """Cross-domain metrics on the target videos (and source-val AUC), as plain floats."""
+                     config: ml_collections.ConfigDict, mesh) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Cross-domain metrics on the target videos (and source-val AUC), as plain floats, and
+    the per-video labels and scores they came from (for ROC curves)."""
     e = config.eval
     bs = config.data.eval_batch_size
     target = video_level(protocol.target, score_frames(score_fn, variables, protocol.target, bs, mesh),
@@ -370,7 +377,9 @@ def evaluate_student(score_fn: Callable, variables: Any, protocol: pipeline.Prot
     result = fas_metrics.evaluate(*target, threshold_policy=e.threshold_policy, source_val=source_val,
                                   fixed_threshold=e.fixed_threshold, fpr_targets=tuple(e.fpr_targets))
     result["source_val_auc"] = fas_metrics.roc_auc(*source_val)
-    return result
+    scores = {"target_labels": target[0], "target_scores": target[1],
+              "source_val_labels": source_val[0], "source_val_scores": source_val[1]}
+    return result, scores
 
 
 def is_better(new: dict, best: dict | None) -> bool:
@@ -468,8 +477,9 @@ def train_domain_classifier(config, protocol: pipeline.Protocol, mesh, workdir: 
 def make_student(config, teachers: dict) -> DTDAStudent:
     fr_dim = teachers["fr"].output_dim if "fr" in teachers else 512
     fa_dim = teachers["fa"].output_dim if "fa" in teachers else config.teachers.fa_c_dim
+    num_domains = len(config.data.source_domains) if config.method.use_grl_domain_head else 0
     return DTDAStudent(width=config.model.width, num_classes=2, fr_dim=fr_dim, fa_dim=fa_dim,
-                       dtype=jnp.dtype(config.model.dtype))
+                       num_domains=num_domains, dtype=jnp.dtype(config.model.dtype))
 
 
 def build_student_step(config, student, tx, schedule, teachers, domain_model, mesh) -> Callable:
@@ -489,11 +499,18 @@ RESUMABLE_CHANGES = ("train.log_every", "train.eval_every", "train.checkpoint_ev
 
 def record_config(config, workdir: str) -> None:
     """Writes config.json; refuses to resume a workdir that was started with another config."""
+    check_same_config(config, workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(json.loads(config.to_json()), f, indent=2)
+
+
+def check_same_config(config, workdir: str) -> None:
+    """ConfigError listing the fields that differ from the workdir's config.json, if any."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
         with open(path) as f:
-            previous = json.load(f)
+            previous = config_lib.with_defaults(json.load(f))
         a, b = flatten_dict(previous, sep="."), flatten_dict(current, sep=".")
         changed = sorted(k for k in set(a) | set(b)
                          if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
@@ -502,8 +519,6 @@ def record_config(config, workdir: str) -> None:
             raise config_lib.ConfigError(
                 f"{workdir} holds a run started with a different config ({details}). Resume it with "
                 "the same config, or start a new run in a fresh --workdir.")
-    with open(path, "w") as f:
-        json.dump(current, f, indent=2)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -571,11 +586,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     score_fn = jax.jit(functools.partial(live_probability, student=student))
     eval_path = os.path.join(workdir, "eval.jsonl")
+    scores_dir = os.path.join(workdir, "scores")  # per-video labels and scores of each evaluation
 
     def evaluate(step: int, st: TrainState) -> dict:
-        result = evaluate_student(score_fn, {"params": st.params, "batch_stats": st.batch_stats},
-                                  protocol, config, mesh)
+        result, scores = evaluate_student(score_fn, {"params": st.params, "batch_stats": st.batch_stats},
+                                          protocol, config, mesh)
         result["step"] = step
+        os.makedirs(scores_dir, exist_ok=True)
+        path = os.path.join(scores_dir, f"step_{step:07d}.npz")
+        with open(path + ".tmp", "wb") as f:  # renamed when complete: never a half-written file
+            np.savez(f, **scores)
+        os.replace(path + ".tmp", path)
         writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
         with open(eval_path, "a") as f:
             f.write(json.dumps(result) + "\n")

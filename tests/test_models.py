@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from dtda_jax import losses
 from dtda_jax.models import (
     IRESNET_STAGES,
     DTDAStudent,
@@ -646,6 +647,34 @@ def test_student_outputs_and_input_gradient():
     out_tr, upd = run(model, v, x, train=True, mutable=["batch_stats"])
     assert out_tr["cls_logits"].shape == (2, 2)
     assert "encoder" in upd["batch_stats"]
+
+
+def test_student_domain_head_reverses_the_gradient_into_the_encoder():
+    """With `num_domains` the domain head's loss trains the head normally and pushes the
+    encoder the opposite way, scaled by grl_scale."""
+    model = DTDAStudent(width=4, num_classes=2, fr_dim=8, fa_dim=5, num_domains=3)
+    x = jax.random.uniform(KEY, (4, 32, 32, 3))
+    v = fast_init(model, x, train=False)
+    assert "domain_head" in v["params"]
+    labels = jnp.array([0, 1, 2, 0])
+
+    def domain_loss(params, scale):
+        out = model.apply({**v, "params": params}, x, train=False, grl_scale=scale)
+        return losses.cross_entropy(out["domain_logits"], labels)
+
+    def plain_loss(params):  # the same head without reversal
+        out = model.apply({**v, "params": params}, x, train=False)
+        return losses.cross_entropy(model.apply({"params": params}, out["features"],
+                                                method=lambda m, f: m.domain_head(f)), labels)
+
+    reversed_grads = jax.grad(domain_loss)(v["params"], 0.25)
+    plain = jax.grad(plain_loss)(v["params"])
+    def assert_close(a, b):
+        jax.tree.map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-7), a, b)
+
+    assert_close(reversed_grads["domain_head"], plain["domain_head"])
+    assert_close(reversed_grads["encoder"], jax.tree.map(lambda g: -0.25 * g, plain["encoder"]))
+    assert not any(float(jnp.abs(g).max()) for g in jax.tree.leaves(reversed_grads["cls_head"]))
 
 
 def test_bfloat16_compute_keeps_float32_params():

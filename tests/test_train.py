@@ -55,6 +55,30 @@ def test_full_dtda_run_writes_results(data_dir, tmp_path):
     assert {"loss", "loss_fas", "loss_fr", "loss_fa", "attack_linf_255"} <= set(student[0])
     assert all(abs(l["attack_linf_255"] - 4.0) < 1e-3 for l in student)
     assert os.listdir(tmp_path / "run" / "tensorboard")
+    # Each evaluation's per-video scores are kept; they reproduce its AUC (scikit-learn).
+    from sklearn.metrics import roc_auc_score
+
+    assert sorted(os.listdir(tmp_path / "run" / "scores")) == ["step_0000003.npz", "step_0000006.npz"]
+    with np.load(tmp_path / "run" / "scores" / "step_0000006.npz") as scores:
+        assert roc_auc_score(scores["target_labels"], scores["target_scores"]) == pytest.approx(
+            saved["by_selection"]["last"]["auc"], abs=1e-9)
+        assert len(scores["target_labels"]) == reported["num_live"] + reported["num_spoof"]
+
+
+def test_domain_adversarial_training_baseline(data_dir, tmp_path):
+    """The "dat" variant trains a gradient-reversal domain head and no attack."""
+    config = tiny_config(data_dir, "dat")
+    config.train.num_steps, config.train.checkpoint_every, config.train.eval_every = 4, 2, 2
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["variant"] == "dat" and saved["domain_classifier"] is None
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    student = [l for l in lines if l["stage"] == "student"]
+    assert {"loss_domain", "domain_acc", "loss_fr", "loss_fa"} <= set(student[0])
+    assert "attack_linf_255" not in student[0]
+    for l in student:  # the total is Eq. 9 plus the weighted domain term
+        expected = l["loss_fas"] + l["loss_fr"] + l["loss_fa"] + 0.1 * l["loss_domain"]
+        assert l["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_resume_equals_uninterrupted(data_dir, tmp_path):
@@ -127,6 +151,18 @@ def test_resume_with_other_config_is_refused(data_dir, tmp_path):
     config.optim.learning_rate = 0.5
     with pytest.raises(config_lib.ConfigError, match="optim.learning_rate"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_config_recorded_before_a_field_existed_still_resumes(data_dir, tmp_path):
+    """A config.json without a field added later counts as that field's default."""
+    config = tiny_config(data_dir, "dtda")
+    recorded = json.loads(config.to_json())
+    del recorded["method"]["use_grl_domain_head"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    train.check_same_config(config, str(tmp_path))
+    config.method.use_grl_domain_head = True
+    with pytest.raises(config_lib.ConfigError, match="method.use_grl_domain_head: False -> True"):
+        train.check_same_config(config, str(tmp_path))
 
 
 @pytest.mark.parametrize("field, value, message", [

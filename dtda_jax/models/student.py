@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from dtda_jax.losses import gradient_reversal
 from dtda_jax.models.layers import Dtype
 from dtda_jax.models.resnet import ResNet18Encoder, imagenet_normalize
 
@@ -35,15 +36,19 @@ class DTDAStudent(nn.Module):
       num_classes: live/spoof classes (``cls_head``).
       fr_dim: recognition embedding size (``fr_head``; 512 = ArcFace).
       fa_dim: editing/attribute embedding size (``fa_head``; 5 = StarGAN c_dim).
+      num_domains: > 0 adds ``domain_head``, a source-domain classifier behind a gradient
+        reversal layer (the domain-adversarial-training baseline, ``dat``); 0 = none.
       dtype: computation dtype (params stay float32).
 
-    Submodules (param subtrees): ``encoder``, ``cls_head``, ``fr_head``, ``fa_head``.
+    Submodules (param subtrees): ``encoder``, ``cls_head``, ``fr_head``, ``fa_head``
+    (and ``domain_head``).
     """
 
     width: int = 64
     num_classes: int = 2
     fr_dim: int = 512
     fa_dim: int = 5
+    num_domains: int = 0
     dtype: Dtype = jnp.float32
 
     def setup(self) -> None:
@@ -52,15 +57,21 @@ class DTDAStudent(nn.Module):
         self.cls_head = dense(self.num_classes)
         self.fr_head = dense(self.fr_dim)
         self.fa_head = dense(self.fa_dim)
+        if self.num_domains:
+            self.domain_head = dense(self.num_domains)
 
-    def heads(self, features: jax.Array) -> Dict[str, jax.Array]:
-        """Apply the three heads to pooled features ``(N, 8*width)``."""
-        return {
+    def heads(self, features: jax.Array, grl_scale: float = 1.0) -> Dict[str, jax.Array]:
+        """Apply the heads to pooled features ``(N, 8*width)``; ``grl_scale`` is the gradient
+        reversal factor in front of ``domain_head`` (if any)."""
+        out = {
             "features": features,
             "cls_logits": self.cls_head(features),
             "fr_embedding": self.fr_head(features),
             "fa_logits": self.fa_head(features),
         }
+        if self.num_domains:
+            out["domain_logits"] = self.domain_head(gradient_reversal(features, grl_scale))
+        return out
 
     def from_feature_map(self, feature_map: jax.Array) -> Dict[str, jax.Array]:
         """Global-average-pool an encoder feature map and apply the heads.
@@ -76,17 +87,18 @@ class DTDAStudent(nn.Module):
         return self.heads(jnp.mean(feature_map, axis=(1, 2)))
 
     def __call__(
-        self, x: jax.Array, train: bool, return_feature_map: bool = False
+        self, x: jax.Array, train: bool, return_feature_map: bool = False, grl_scale: float = 1.0
     ) -> Dict[str, jax.Array]:
         """``x``: NHWC float images in ``[0, 1]``.
 
         Returns ``{"features": (N, 8*width), "cls_logits": (N, num_classes),
         "fr_embedding": (N, fr_dim), "fa_logits": (N, fa_dim)}``, plus
-        ``"feature_map"`` (N, H/32, W/32, 8*width) if ``return_feature_map``.
+        ``"domain_logits"`` (N, num_domains) if ``num_domains`` and ``"feature_map"``
+        (N, H/32, W/32, 8*width) if ``return_feature_map``.
         """
         x = imagenet_normalize(x)
         features, fmap = self.encoder(x, train, return_feature_map=True)
-        out = self.heads(features)
+        out = self.heads(features, grl_scale)
         if return_feature_map:
             out["feature_map"] = fmap
         return out
