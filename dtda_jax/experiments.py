@@ -1,0 +1,241 @@
+"""Ablation runner: variants x protocols x seeds, resumable, into Table II / III style tables.
+
+    python -m dtda_jax.experiments --configs=configs/synthetic_to_kiosk.py,configs/synthetic_to_webcam.py \
+        --variants=baseline,fr,fa,fr_fa,dtda,dat --seeds=0,1,2 --out=runs/ablation
+
+Every (protocol, variant, seed) is an ordinary run in `<out>/<protocol>/<variant>/seed<k>`
+(`python -m dtda_jax.main` would write the same files there). Rerunning the command skips
+finished runs and resumes an interrupted one from its checkpoint, so a killed sweep loses at
+most the steps since the last checkpoint. After the runs, `<out>/table.md` and
+`<out>/table.json` hold HTER and AUC per variant and protocol as mean +- standard deviation
+over seeds (sample std, ddof=1; "n=1" when one seed), with the threshold and model-selection
+policies stated above the table. `--report_only` rebuilds the tables from what has finished.
+`--set train.num_steps=200` (repeatable) overrides a config field for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from dtda_jax import config_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    config_path: str
+    variant: str
+    seed: int
+
+    @property
+    def protocol(self) -> str:
+        """The config file's name, e.g. "synthetic_to_kiosk"."""
+        return os.path.splitext(os.path.basename(self.config_path))[0]
+
+    def workdir(self, out: str) -> str:
+        return os.path.join(out, self.protocol, self.variant, f"seed{self.seed}")
+
+
+def parse_overrides(assignments: Sequence[str]) -> dict[str, object]:
+    """["train.num_steps=200", "loss.temperature=2.0"] -> {field: Python value}."""
+    overrides = {}
+    for assignment in assignments:
+        field, sep, text = assignment.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--set {assignment!r}: expected FIELD=VALUE, e.g. train.num_steps=200.")
+        try:
+            overrides[field.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[field.strip()] = text  # a bare string such as cosine
+    return overrides
+
+
+def make_config(spec: RunSpec, overrides: dict[str, object]):
+    """The run's config: the file at its variant, the seed, then the overrides (validated)."""
+    config = config_lib.load_config_file(spec.config_path, spec.variant)
+    config.seed = spec.seed
+    for field, value in overrides.items():
+        *parents, key = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        if key not in node:
+            raise ValueError(f"--set {field}: the config has no field {field!r}.")
+        node[key] = value
+    config_lib.validate_config(config)
+    return config
+
+
+def is_finished(workdir: str) -> bool:
+    return os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) -> None:
+    """Runs (or resumes) every spec in turn, skipping finished ones, with progress lines."""
+    from dtda_jax import train  # jax starts here, after argument errors had their chance
+
+    configs = [make_config(spec, overrides) for spec in specs]  # every error before any work
+    for spec, config in zip(specs, configs):  # a finished run must be one of this sweep
+        train.check_same_config(config, spec.workdir(out))
+    todo = [(s, c) for s, c in zip(specs, configs) if not is_finished(s.workdir(out))]
+    print(f"[experiments] {len(specs)} runs, {len(specs) - len(todo)} already finished, "
+          f"{len(todo)} to go -> {os.path.abspath(out)}", flush=True)
+    start = time.perf_counter()
+    for i, (spec, config) in enumerate(todo):
+        elapsed = time.perf_counter() - start
+        eta = f", ETA {(elapsed / i) * (len(todo) - i) / 60:.0f} min" if i else ""
+        print(f"\n[experiments] run {i + 1}/{len(todo)}: {spec.protocol} {spec.variant} seed "
+              f"{spec.seed}{eta}", flush=True)
+        train.train_and_evaluate(config, spec.workdir(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float | int]:
+    values = np.asarray(values, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(values.mean()), "std": std, "n": int(len(values))}
+
+
+def collect(specs: Sequence[RunSpec], out: str) -> dict:
+    """Per protocol and variant: HTER/AUC over the finished seeds, plus the policies used."""
+    cells: dict[tuple[str, str], dict[str, list]] = {}
+    policies = set()
+    for spec in specs:
+        path = os.path.join(spec.workdir(out), "results.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            results = json.load(f)
+        reported = results["reported"]
+        cell = cells.setdefault((spec.protocol, spec.variant), {"hter": [], "auc": [], "seeds": []})
+        cell["hter"].append(reported["hter"])
+        cell["auc"].append(reported["auc"])
+        cell["seeds"].append(spec.seed)
+        policies.add((results["threshold_policy"], results["selection"], results["video_reduce"]))
+    protocols = list(dict.fromkeys(s.protocol for s in specs))
+    variants = list(dict.fromkeys(s.variant for s in specs))
+    table = {"protocols": protocols, "variants": variants, "cells": [], "average": []}
+    for (protocol, variant), cell in cells.items():
+        table["cells"].append({"protocol": protocol, "variant": variant, "seeds": cell["seeds"],
+                               "hter": mean_std(cell["hter"]), "auc": mean_std(cell["auc"])})
+    for variant in variants:  # the mean over protocols, only where every protocol finished
+        per_protocol = [c for c in table["cells"] if c["variant"] == variant]
+        if len(per_protocol) == len(protocols) and len(protocols) > 1:
+            table["average"].append({"variant": variant,
+                                     "hter": float(np.mean([c["hter"]["mean"] for c in per_protocol])),
+                                     "auc": float(np.mean([c["auc"]["mean"] for c in per_protocol]))})
+    table["policies"] = [{"threshold_policy": t, "selection": s, "video_reduce": r}
+                         for t, s, r in sorted(policies)]
+    return table
+
+
+def _cell_text(cell: dict | None) -> str:
+    if cell is None:
+        return "-"
+    h, a = cell["hter"], cell["auc"]
+    spread = f" +- {100 * h['std']:.2f}" if h["n"] > 1 else ""
+    auc_spread = f" +- {100 * a['std']:.2f}" if a["n"] > 1 else ""
+    return f"{100 * h['mean']:.2f}{spread} / {100 * a['mean']:.2f}{auc_spread} (n={h['n']})"
+
+
+def markdown_table(table: dict) -> str:
+    """Variants as rows, protocols as columns, cells "HTER / AUC (%)"; a policy line on top."""
+    cells = {(c["protocol"], c["variant"]): c for c in table["cells"]}
+    averages = {a["variant"]: a for a in table["average"]}
+    with_average = bool(averages)
+    header = ["variant", *table["protocols"], *(["average"] if with_average else [])]
+    lines = []
+    for p in table["policies"]:
+        lines.append(f"HTER threshold: `{p['threshold_policy']}`; model selection: `{p['selection']}`; "
+                     f"video score: `{p['video_reduce']}` of frame live probabilities.")
+    lines.append("Cells: HTER % / AUC %, mean +- std over seeds (n = seeds).")
+    lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for variant in table["variants"]:
+        row = [variant, *(_cell_text(cells.get((p, variant))) for p in table["protocols"])]
+        if with_average:
+            a = averages.get(variant)
+            row.append(f"{100 * a['hter']:.2f} / {100 * a['auc']:.2f}" if a else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(specs: Sequence[RunSpec], out: str) -> dict:
+    table = collect(specs, out)
+    os.makedirs(out, exist_ok=True)
+    for name, text in (("table.json", json.dumps(table, indent=2)), ("table.md", markdown_table(table))):
+        tmp = os.path.join(out, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(out, name))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dtda_jax.experiments",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", required=True, help="comma-separated config files (the protocols)")
+    p.add_argument("--variants", default=",".join((*config_lib.PAPER_VARIANTS, "dat")),
+                   help=f"comma-separated, from {sorted(config_lib.VARIANTS)}")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    p.add_argument("--out", default="runs/ablation", help="sweep folder")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="config override for every run, e.g. train.num_steps=200")
+    p.add_argument("--report_only", action="store_true", help="only rebuild the tables")
+    return p.parse_args(argv)
+
+
+def build_specs(args: argparse.Namespace) -> list[RunSpec]:
+    configs, variants = _split(args.configs), _split(args.variants)
+    missing = [c for c in configs if not os.path.isfile(c)]
+    if missing:
+        raise ValueError(f"--configs: no such file {missing}; the protocol configs are in configs/.")
+    unknown = [v for v in variants if v not in config_lib.VARIANTS]
+    if unknown:
+        raise ValueError(f"--variants: unknown {unknown}; choose from {sorted(config_lib.VARIANTS)}.")
+    try:
+        seeds = [int(s) for s in _split(args.seeds)]
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.") from None
+    if not (configs and variants and seeds):
+        raise ValueError("--configs, --variants and --seeds each need at least one value.")
+    return [RunSpec(c, v, s) for c in configs for v in variants for s in seeds]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        specs = build_specs(args)
+        if not args.report_only:
+            run_all(specs, args.out, parse_overrides(args.set))
+    except (ValueError, config_lib.ConfigError) as err:
+        print(f"experiments: {err}", file=sys.stderr)
+        return 2
+    write_tables(specs, args.out)
+    print("\n" + open(os.path.join(args.out, "table.md")).read(), flush=True)
+    print(f"[experiments] tables in {os.path.abspath(os.path.join(args.out, 'table.md'))} and table.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

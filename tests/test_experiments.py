@@ -1,0 +1,120 @@
+"""The ablation runner: a resumable sweep and its tables, checked against the runs' own results."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dtda_jax import experiments, train
+
+PROTOCOL_FILE = '''
+from tests.conftest import tiny_config
+
+
+def get_config(variant="dtda"):
+    c = tiny_config({data_dir!r}, variant)
+    c.train.num_steps, c.train.log_every, c.train.checkpoint_every, c.train.eval_every = 2, 1, 1, 1
+    return c
+'''
+
+
+@pytest.fixture(scope="module")
+def sweep(data_dir, tmp_path_factory):
+    """A finished 1 protocol x 2 variants x 2 seeds sweep: (argv, out)."""
+    root = tmp_path_factory.mktemp("sweep")
+    config_path = root / "tiny_protocol.py"
+    config_path.write_text(PROTOCOL_FILE.format(data_dir=str(data_dir)))
+    out = root / "out"
+    argv = [f"--configs={config_path}", "--variants=baseline,dat", "--seeds=0,1", f"--out={out}"]
+    assert experiments.main(argv) == 0
+    return argv, out
+
+
+def test_tables_are_the_mean_and_std_of_the_runs(sweep):
+    _, out = sweep
+    table = json.loads((out / "table.json").read_text())
+    assert table["protocols"] == ["tiny_protocol"] and table["variants"] == ["baseline", "dat"]
+    assert table["policies"] == [{"threshold_policy": "target_eer", "selection": "best_on_target",
+                                  "video_reduce": "mean"}]
+    for cell in table["cells"]:
+        reported = [json.loads((out / "tiny_protocol" / cell["variant"] / f"seed{s}" / "results.json")
+                               .read_text())["reported"] for s in (0, 1)]
+        for metric in ("hter", "auc"):
+            values = [r[metric] for r in reported]
+            assert cell[metric]["mean"] == pytest.approx(np.mean(values), abs=1e-12)
+            assert cell[metric]["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+            assert cell[metric]["n"] == 2
+    markdown = (out / "table.md").read_text()
+    assert "HTER threshold: `target_eer`; model selection: `best_on_target`" in markdown
+    dat = next(c for c in table["cells"] if c["variant"] == "dat")
+    assert f"| dat | {100 * dat['hter']['mean']:.2f} +- {100 * dat['hter']['std']:.2f} /" in markdown
+
+
+def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(sweep, monkeypatch, capsys):
+    argv, out = sweep
+    interrupted = out / "tiny_protocol" / "dat" / "seed1"
+    kept = json.loads((interrupted / "results.json").read_text())
+    os.remove(interrupted / "results.json")  # as if killed after its last checkpoint
+    calls = []
+    real = train.train_and_evaluate
+    monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: calls.append(w) or real(c, w))
+    assert experiments.main(argv) == 0
+    assert calls == [str(interrupted)]
+    printed = capsys.readouterr().out
+    assert "4 runs, 3 already finished, 1 to go" in printed and "resumed from step 2" in printed
+    assert json.loads((interrupted / "results.json").read_text())["reported"] == kept["reported"]
+
+
+def test_a_changed_sweep_is_refused_before_any_work(sweep, monkeypatch, capsys):
+    argv, _ = sweep
+    monkeypatch.setattr(train, "train_and_evaluate", None)  # must not be reached
+    assert experiments.main([*argv, "--set", "loss.temperature=2.0"]) == 2
+    assert "loss.temperature: 4.0 -> 2.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants=dtda,best"], "unknown ['best']"),
+    (["--seeds=0,one"], "comma-separated integers"),
+    (["--set", "train.steps=3"], "no field 'train.steps'"),
+    (["--set", "train.num_steps=0"], "train.num_steps: must be >= 1"),
+])
+def test_bad_arguments_are_named(sweep, args, message, capsys):
+    argv, _ = sweep
+    assert experiments.main([*argv, *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert experiments.main([f"--configs={tmp_path / 'nope.py'}", f"--out={tmp_path}"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_parse_overrides_and_mean_std():
+    assert experiments.parse_overrides(["train.num_steps=200", "optim.schedule=cosine",
+                                        "data.source_domains=('a', 'b')"]) == {
+        "train.num_steps": 200, "optim.schedule": "cosine", "data.source_domains": ("a", "b")}
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        experiments.parse_overrides(["train.num_steps"])
+    assert experiments.mean_std([0.1]) == {"mean": 0.1, "std": 0.0, "n": 1}
+    assert experiments.mean_std([1.0, 3.0])["std"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_figures_of_the_sweep(sweep, tmp_path, capsys):
+    from PIL import Image
+
+    from dtda_jax import figures
+
+    _, out = sweep
+    assert figures.main([f"--sweep={out}", "--before=baseline", "--after=dat", "--per_group=3",
+                         "--num_faces=2", f"--out={tmp_path}"]) == 0
+    for name in ("roc", "tsne", "grad_cam"):
+        with Image.open(tmp_path / f"{name}_tiny_protocol.png") as image:
+            assert image.width > 300 and image.height > 200
+    # The ROC is the one behind the reported AUC.
+    workdir = out / "tiny_protocol" / "dat" / "seed0"
+    fpr, tpr, auc = figures.reported_roc(str(workdir))
+    reported = json.loads((workdir / "results.json").read_text())["reported"]
+    assert auc == pytest.approx(reported["auc"], abs=1e-12) and fpr[0] == 0 and tpr[-1] == 1
+    assert figures.main([f"--sweep={out}", "--after=dtda", f"--out={tmp_path}"]) == 2
+    assert "has not finished" in capsys.readouterr().err
