@@ -219,7 +219,9 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
         raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.") from None
     if not (configs and variants and seeds):
         raise ValueError("--configs, --variants and --seeds each need at least one value.")
-    return [RunSpec(c, v, s) for c in configs for v in variants for s in seeds]
+    # Seed-major: a sweep stopped early has every variant at the first seeds, not some variants
+    # at all seeds.
+    return [RunSpec(c, v, s) for s in seeds for c in configs for v in variants]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
