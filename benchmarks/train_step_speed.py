@@ -1,0 +1,265 @@
+"""DTDA training throughput (images/s), whole step and per part, JAX vs PyTorch eager.
+
+    python benchmarks/train_step_speed.py [--config demo|paper] [--image_size N] [--batch N]
+        [--parts full attack student teacher_fr teacher_fa] [--repeats 3] [--no-reference]
+        [--threads N] [--xla_flags "--xla_cpu_..."] [--xla_variants jit no-ynn-conv ...]
+
+Configs (random weights everywhere; no checkpoint file is read):
+
+* demo (default): `config_lib.synthetic_demo_config`, the laptop demo: 64x64, batch 48,
+  student ResNet-18 width 64, domain classifier width 16, teachers IResNet-r18 (width 32)
+  and StarGAN D (conv_dim 32, 5 stride-2 convs) at 64x64. About 3-4 minutes on 2 cores.
+* paper: `config_lib.real_protocol_config` (OCI -> M) with the released-weight
+  architectures, their paths cleared: 256x256, batch 96, domain classifier width 64, ArcFace
+  IResNet-r50 at 112x112, StarGAN D (conv_dim 64, 6 stride-2 convs) at 128x128. A full step
+  is about 2 TFLOPs, 40-60 s per step and implementation on 2 cores; `--batch 12` keeps
+  every shape but the batch and takes about 10 minutes with the defaults.
+
+Parts, each timed on its own (images/s = batch / seconds per call):
+
+* full: `dtda_jax.train.student_train_step` as training jits it (`build_student_step`):
+  domain-adversarial attack (Eq. 2, one signed-gradient step through the frozen domain
+  classifier), both frozen teachers' forwards, student forward/backward, SGD update;
+* attack: `train.attack_images` alone;
+* student: the same step built with no teachers and no attack (CE loss, SGD update);
+* teacher_fr, teacher_fa: each frozen teacher's forward (resize + network).
+
+The PyTorch side (benchmarks/torch_dtda.py) runs the same arithmetic in eager fp32, once
+with contiguous NCHW tensors and once with channels_last. First calls (jit compilation,
+oneDNN primitive creation) are printed separately; medians of `--repeats` calls are
+interleaved round by round across implementations, so load from other processes hits all
+alike. Ratio = JAX images/s / PyTorch images/s (> 1: JAX faster).
+
+XLA options: `--xla_flags` is appended to XLA_FLAGS before JAX starts. Each of
+`--xla_variants` compiles every JAX part once more with per-executable compiler options
+(XLA_VARIANTS in benchmarks/student_speed.py); "jit" adds none, so full and student run as
+the project's `jit_train_step` compiles them and attack / teachers as a plain `jax.jit`.
+`--threads N` pins the process to N CPUs (JAX and PyTorch then both use N threads); with
+other jobs on the machine, `--threads 1` keeps PyTorch's OpenMP barriers from stalling on
+descheduled threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, ".")  # benchmarks.* and tests.* when run from the repository root
+from benchmarks.student_speed import XLA_VARIANTS, interleaved  # noqa: E402
+
+PARTS = ("full", "attack", "student", "teacher_fr", "teacher_fa")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=("demo", "paper"), default="demo")
+    parser.add_argument("--image_size", type=int, default=None, help="default: the config's")
+    parser.add_argument("--batch", type=int, default=None, help="default: the config's")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-reference", action="store_true", help="skip PyTorch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="pin the process to this many CPUs (default: all)")
+    parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
+    parser.add_argument("--xla_variants", nargs="+", default=["jit", "no-ynn-conv"],
+                        choices=list(XLA_VARIANTS))
+    return parser.parse_args()
+
+
+def make_config(name: str, image_size: int | None, batch: int | None):
+    from dtda_jax import config_lib
+    if name == "demo":
+        config = config_lib.synthetic_demo_config("kiosk")
+    else:
+        config = config_lib.real_protocol_config(*config_lib.PAPER_PROTOCOLS["oci_to_m"])
+        config.teachers.fr_checkpoint = config.teachers.fa_checkpoint = ""
+        config.model.init_checkpoint = config.domain_classifier.init_checkpoint = ""
+    if image_size:
+        config.data.image_size = image_size
+    num_domains = len(config.data.source_domains)
+    default_batch = num_domains * 2 * config.data.samples_per_group
+    return config, num_domains, batch or default_batch
+
+
+def describe(config, num_domains: int, batch: int) -> str:
+    t, a = config.teachers, config.attack
+    return (f"{config.data.image_size}x{config.data.image_size}, batch {batch} "
+            f"({num_domains} source domains); student ResNet-18 width {config.model.width}; "
+            f"domain classifier ResNet-18 width {config.domain_classifier.width}; attack eps "
+            f"{a.epsilon}/255, {a.num_steps} step(s); teachers IResNet-{t.fr_arch} width "
+            f"{t.fr_width} at {t.fr_input_size}, StarGAN D conv_dim {t.fa_conv_dim} x"
+            f"{t.fa_repeat_num} at {t.fa_image_size}; KD temperature {config.loss.temperature}; "
+            f"SGD lr {config.optim.learning_rate} momentum {config.optim.momentum} wd "
+            f"{config.optim.weight_decay}; dtype {config.model.dtype}")
+
+
+def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tuple[dict, dict]:
+    """{label: run()} and {label: first-call seconds} for the requested JAX parts."""
+    import jax
+    import jax.numpy as jnp
+    from dtda_jax import train
+    from dtda_jax.models import ResNet18Classifier
+
+    mesh = train.make_mesh()
+    size = config.data.image_size
+    with contextlib.redirect_stdout(io.StringIO()):  # the random-teacher banners
+        teachers = train.make_teachers(config)
+        frozen = train.init_teacher_variables(teachers, train.rng_key(config.seed + 2), config)
+    domain_model = ResNet18Classifier(num_classes=num_domains, width=config.domain_classifier.width,
+                                      dtype=jnp.dtype(config.model.dtype))
+    frozen["domain"] = jax.jit(lambda k: domain_model.init(
+        k, jnp.zeros((1, size, size, 3), jnp.float32), train=False))(train.rng_key(config.seed + 1))
+    frozen = jax.device_put(frozen, train.replicated(mesh))
+    student = train.make_student(config, teachers)
+    schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
+    tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay,
+                              config.optim.grad_clip_norm)
+    batch = train.put_batch(batch_np, mesh)
+    key = train.rng_key(config.seed)
+
+    def step_runner(step_teachers, step_domain_model, step_frozen):
+        step = train.build_student_step(config, student, tx, schedule, step_teachers,
+                                        step_domain_model, mesh)
+
+        def fresh_state():  # one per compiled variant: every call donates the state it gets
+            return train.init_state(student, tx, train.rng_key(config.seed), size, mesh)
+
+        lowered = step.lower(fresh_state(), step_frozen, batch)
+        return lowered, lambda compiled: _stateful(compiled, fresh_state(), step_frozen, batch)
+
+    builders = {}
+    if "full" in parts:
+        builders["full"] = lambda: step_runner(teachers, domain_model, frozen)
+    if "student" in parts:
+        builders["student"] = lambda: step_runner({}, None, {})
+    if "attack" in parts:
+        attack = jax.jit(lambda dv, images, domains: train.attack_images(
+            train.images_to_unit_range(images), domains, domain_model, dv, config.attack, key))
+        builders["attack"] = lambda: (
+            attack.lower(frozen["domain"], batch["image"], batch["domain"]),
+            lambda c: lambda: c(frozen["domain"], batch["image"],
+                                batch["domain"]).block_until_ready())
+    for name, teacher in teachers.items():
+        if f"teacher_{name}" in parts:
+            forward = jax.jit(
+                lambda v, images, t=teacher: t.logits(v, train.images_to_unit_range(images)))
+            builders[f"teacher_{name}"] = lambda f=forward, n=name: (
+                f.lower(frozen[n], batch["image"]),
+                lambda c: lambda: c(frozen[n], batch["image"]).block_until_ready())
+
+    runners, first = {}, {}
+    for part, build in builders.items():
+        lowered, make_run = build()
+        for variant in variants:
+            label = (part, f"jax [{variant}]")
+            start = time.perf_counter()
+            options = XLA_VARIANTS[variant]
+            run = make_run(lowered.compile(options) if options else lowered.compile())
+            run()
+            first[label] = time.perf_counter() - start
+            runners[label] = run
+    return runners, first
+
+
+def _stateful(compiled, state, frozen, batch):
+    """A run() that threads the (donated) train state through successive calls."""
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], frozen, batch)
+        metrics["loss"].block_until_ready()
+
+    return run
+
+
+def torch_parts(config, num_domains: int, batch_np: dict, parts) -> tuple[dict, dict]:
+    import torch
+    from benchmarks import torch_dtda
+
+    batch = {k: torch.from_numpy(v).long() if k != "image" else torch.from_numpy(v)
+             for k, v in batch_np.items()}
+    runners, first = {}, {}
+    for impl, channels_last in (("torch", False), ("torch channels_last", True)):
+        full = torch_dtda.TorchDTDAStep(config, use_attack=True, use_teachers=True,
+                                        num_domains=num_domains, channels_last=channels_last)
+        plain = torch_dtda.TorchDTDAStep(config, use_attack=False, use_teachers=False,
+                                         num_domains=num_domains, channels_last=channels_last)
+        candidates = {
+            "full": lambda s=full: s(batch),
+            "student": lambda s=plain: s(batch),
+            "attack": lambda s=full: s.attack(s.to_input(batch["image"]), batch["domain"]),
+        }
+        for name, teacher in full.teachers.items():
+            candidates[f"teacher_{name}"] = (
+                lambda t=teacher, s=full: t.logits(s.to_input(batch["image"])))
+        for part in parts:
+            if part not in candidates:
+                continue
+            label = (part, f"{impl} ({torch.get_num_threads()} thr)")
+            start = time.perf_counter()
+            candidates[part]()
+            first[label] = time.perf_counter() - start
+            runners[label] = candidates[part]
+    return runners, first
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
+    if args.xla_flags:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+
+    import jax
+    import numpy as np
+
+    config, num_domains, batch_size = make_config(args.config, args.image_size, args.batch)
+    size = config.data.image_size
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+          f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    print(f"XLA_FLAGS in effect: {os.environ.get('XLA_FLAGS', '') or '(none)'}; "
+          f"variants: {', '.join(f'{v} {XLA_VARIANTS[v] or {}}' for v in args.xla_variants)}")
+    print(f"config {args.config}: {describe(config, num_domains, batch_size)}", flush=True)
+
+    rng = np.random.default_rng(0)
+    batch_np = {"image": rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
+                "domain": rng.integers(0, num_domains, batch_size).astype(np.int32),
+                "label": rng.integers(0, 2, batch_size).astype(np.int32)}
+    parts = [p for p in PARTS if p in args.parts]
+    runners, first = jax_parts(config, num_domains, batch_np, parts, args.xla_variants)
+    if not args.no_reference:
+        try:
+            t_runners, t_first = torch_parts(config, num_domains, batch_np, parts)
+            runners.update(t_runners)
+            first.update(t_first)
+        except ImportError as error:
+            print(f"PyTorch reference skipped: {error}")
+
+    print(f"\nmedian of {args.repeats} interleaved calls; ratio = JAX images/s / PyTorch images/s")
+    print(f"{'part':<11} {'implementation':<30} {'first call s':>12} {'s/call':>8} {'images/s':>9}")
+    for part in parts:
+        mine = {impl: run for (p, impl), run in runners.items() if p == part}
+        if not mine:
+            continue
+        times = interleaved(mine, args.repeats)
+        medians = {impl: statistics.median(ts) for impl, ts in times.items()}
+        for impl, t in medians.items():
+            print(f"{part:<11} {impl:<30} {first[(part, impl)]:>12.2f} {t:>8.3f} "
+                  f"{batch_size / t:>9.1f}", flush=True)
+        torch_impls = [i for i in medians if i.startswith("torch")]
+        for j in (i for i in medians if i.startswith("jax")):
+            ratios = ", ".join(f"{medians[t] / medians[j]:.2f}x vs {t.split(' (')[0]}"
+                               for t in torch_impls)
+            if ratios:
+                print(f"{'':<11} ratio {j}: {ratios}", flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
