@@ -499,6 +499,32 @@ def test_max_pool_pads_with_minus_inf():
     assert float(g.sum()) == y.size
 
 
+@pytest.mark.parametrize("shape, window, stride, padding", [
+    ((2, 9, 9, 3), 3, 2, 1),  # the ResNet stem's pool, odd size
+    ((2, 8, 10, 3), 3, 2, 1),
+    ((1, 7, 7, 2), 2, 2, 0),
+    ((1, 6, 6, 2), 3, 1, 1),
+])
+def test_max_pool_matches_torch_values_and_gradient_with_ties(shape, window, stride, padding):
+    """Forward and gradient equal torch.nn.functional.max_pool2d's, also where a window holds
+    several equal maxima (after a ReLU most windows tie at 0): PyTorch sends the gradient to
+    the first maximum in row-major order, and so must we."""
+    import torch
+
+    rng = np.random.default_rng(sum(shape) + window)
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)  # few distinct values: many ties
+    x = np.maximum(x, 0) if window == 3 else x
+    cotangent = rng.normal(size=max_pool_torch(jnp.asarray(x), window, stride, padding).shape)
+    y, vjp = jax.vjp(lambda z: max_pool_torch(z, window, stride, padding), jnp.asarray(x))
+    (g,) = vjp(jnp.asarray(cotangent, jnp.float32))
+
+    xt = torch.tensor(nchw(x), dtype=torch.float32, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, window, stride, padding)
+    yt.backward(torch.tensor(nchw(cotangent), dtype=torch.float32))
+    np.testing.assert_array_equal(nchw(y), yt.detach().numpy())
+    np.testing.assert_allclose(nchw(g), xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- PReLU
 
 
@@ -691,14 +717,16 @@ def test_bfloat16_compute_keeps_float32_params():
     assert run(m, vi, xi).shape == (1, 512)
 
 
-@pytest.mark.parametrize("spatial, stride, pad", [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (4, 2, 1)])
-def test_small_spatial_matmul_conv_equals_lax_conv(spatial, stride, pad):
-    """The im2col path (<= 2x2 inputs) must be the same convolution, values and gradients."""
+@pytest.mark.parametrize("spatial, stride, pad, kernel", [
+    (1, 1, 1, 3), (2, 1, 1, 3), (2, 2, 1, 3), (3, 1, 1, 3), (4, 2, 1, 3), (3, 2, 0, 2),
+])
+def test_small_spatial_matmul_conv_equals_lax_conv(spatial, stride, pad, kernel):
+    """The im2col path (outputs <= 2x2) must be the same convolution, values and gradients."""
     from dtda_jax.models.layers import conv_general_dilated_small_spatial_as_matmul as conv_mm
 
     rng = np.random.default_rng(spatial * 10 + stride)
     x = jnp.asarray(rng.normal(size=(3, spatial, spatial, 8)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(3, 3, 8, 5)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 8, 5)), jnp.float32)
     dn = ("NHWC", "HWIO", "NHWC")
     padding = ((pad, pad), (pad, pad))
 

@@ -32,32 +32,49 @@ def torch_padding(p: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     return ((p, p), (p, p))
 
 
+def _window_taps(x: jax.Array, kh: int, kw: int, strides, padding, out_h: int, out_w: int):
+    """The kh * kw strided views of the zero-padded NHWC input, in row-major kernel order:
+    view (i, j) holds the input pixel that kernel tap (i, j) multiplies at every output."""
+    (pt, pb), (pl, pr) = padding
+    sh, sw = strides
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    n, c = xp.shape[0], xp.shape[3]
+    return [jax.lax.slice(xp, (0, i, j, 0),
+                          (n, i + sh * (out_h - 1) + 1, j + sw * (out_w - 1) + 1, c), (1, sh, sw, 1))
+            for i in range(kh) for j in range(kw)]
+
+
 def conv_general_dilated_small_spatial_as_matmul(lhs, rhs, window_strides, padding,
                                                   lhs_dilation=None, rhs_dilation=None,
                                                   dimension_numbers=None, feature_group_count=1,
                                                   precision=None, **kwargs):
-    """``lax.conv_general_dilated``, computed as patches @ kernel when the image is tiny.
+    """``lax.conv_general_dilated``, computed as patches @ kernel when the output is tiny.
 
-    XLA:CPU picks a very slow algorithm for the gradients of a k x k convolution whose input
-    is at most 2x2 pixels with many channels (ResNet-18's layer4 on 64 px images: 440 ms vs
-    41 ms for 512 channels, batch 48). For those shapes im2col + one matmul is the same
-    arithmetic and ~10x faster; everywhere else XLA's convolution is faster and is used.
-    Inputs are NHWC with HWIO kernels (flax's layout).
+    XLA:CPU picks very slow algorithms for the gradients of a k x k convolution with an
+    output of at most 2x2 pixels and many channels: ResNet-18's layer4 on 64 px images,
+    where the input gradient of the stride-2 conv (4x4 -> 2x2, 256 -> 512 channels) alone
+    took 270 ms of a 1.15 s training step at batch 48. For those shapes im2col + one matmul is
+    the same arithmetic; the patches are strided slices of the padded input, so their
+    gradients are pads and additions (``lax.conv_general_dilated_patches`` would convolve
+    with a one-hot kernel of 9 * 512 output channels, and its gradient is a depthwise
+    convolution that XLA:CPU also runs slowly). Everywhere else XLA's convolution is faster
+    and is used. Inputs are NHWC with HWIO kernels (flax's layout).
     """
     _, h, w, c = lhs.shape
     kh, kw, _, out = rhs.shape
     plain = (lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
-             and feature_group_count == 1 and not kwargs)
-    if not (plain and max(h, w) <= 2 and kh * kw > 1):
-        return jax.lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-            precision=precision, **kwargs)
-    patches = jax.lax.conv_general_dilated_patches(
-        lhs, (kh, kw), window_strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision=precision)  # feature order (c, kh, kw)
-    kernel = rhs.transpose(2, 0, 1, 3).reshape(c * kh * kw, out)
-    return jnp.matmul(patches, kernel, precision=precision)
+             and feature_group_count == 1 and not kwargs and not isinstance(padding, str))
+    if plain and kh * kw > 1:
+        (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
+        out_h, out_w = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if max(out_h, out_w) <= 2:
+            taps = _window_taps(lhs, kh, kw, window_strides, padding, out_h, out_w)
+            patches = jnp.concatenate(taps, axis=-1)  # features (kh, kw, c), as rhs.reshape
+            return jnp.matmul(patches, rhs.reshape(kh * kw * c, out), precision=precision)
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        precision=precision, **kwargs)
 
 
 def conv(
@@ -100,23 +117,37 @@ def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = No
     )
 
 
-def max_pool_torch(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
-    """``torch.nn.MaxPool2d(window, stride, padding)`` on NHWC input.
+def _max_pool_axis(x: jax.Array, axis: int, window: int, stride: int, padding: int) -> jax.Array:
+    """1-D max pooling along `axis` over -inf padding. Where taps tie, the earliest wins, in the
+    value and in the gradient (`jnp.where` sends the cotangent to the operand it selected); a
+    NaN wins over numbers, as in PyTorch's kernel."""
+    out = (x.shape[axis] + 2 * padding - window) // stride + 1
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (padding, padding, 0)
+    xp = jax.lax.pad(x, jnp.array(-jnp.inf, x.dtype), config)
+    y = None
+    for i in range(window):
+        start, limit, strides = [0] * x.ndim, list(xp.shape), [1] * x.ndim
+        start[axis], limit[axis], strides[axis] = i, i + stride * (out - 1) + 1, stride
+        tap = jax.lax.slice(xp, start, limit, strides)
+        y = tap if y is None else jnp.where((tap > y) | jnp.isnan(tap), tap, y)
+    return y
 
-    Padding is filled with ``-inf`` (as PyTorch does), so padded positions never
-    win the max, even when every real input value is negative.
+
+def max_pool_torch(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+    """``torch.nn.MaxPool2d(window, stride, padding)`` on NHWC input, with PyTorch's gradient.
+
+    Padding is filled with ``-inf`` (as PyTorch does), so padded positions never win the max,
+    even when every real input value is negative. Pooling is separable: over the columns,
+    then over the rows. Either pass keeps the earliest of tied taps, so the gradient goes to
+    the first maximum of each window in row-major order, the element PyTorch's kernel picks.
+
+    Written with strided slices and selects, both directions are a few fused element-wise
+    passes. ``lax.reduce_window``'s gradient is a select-and-scatter that XLA:CPU expands into
+    an argmax reduce-window, a scatter and large broadcasts: 3.3x slower for the ResNet stem
+    (ReLU + pool, forward and backward, 16 x 128 x 128 x 64), 10% of a training step at 256 px.
     """
-    # A Python scalar -inf init lets lax.reduce_window recognise the max monoid
-    # (reduce_window_max, differentiable); a traced init array under jit would
-    # fall back to the generic reduce_window, which has no autodiff rule.
-    return jax.lax.reduce_window(
-        x,
-        -jnp.inf,
-        jax.lax.max,
-        window_dimensions=(1, window, window, 1),
-        window_strides=(1, stride, stride, 1),
-        padding=((0, 0), (padding, padding), (padding, padding), (0, 0)),
-    )
+    return _max_pool_axis(_max_pool_axis(x, 2, window, stride, padding), 1, window, stride, padding)
 
 
 def signed_unit_range(x: jax.Array) -> jax.Array:
