@@ -10,9 +10,9 @@ preparation does, and at full size). Times exclude the first call (jit compilati
 is printed separately. The PyTorch reference (facenet-pytorch with the same weights) runs
 when it is installed: ``pip install --no-deps facenet-pytorch==2.6.0``.
 
-On CPU, XLA's YNNPACK convolution fusions leave one of two cores idle here; compare with
-``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/mtcnn_speed.py``
-(tools/prepare_fas.py sets that flag unless XLA_FLAGS already names it).
+On CPU, XLA's YNNPACK convolution fusions leave one of two cores idle here, so MTCNN's
+executables are compiled without them (dtda_jax/xla_cpu.py); compare with the default
+``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE python benchmarks/mtcnn_speed.py``.
 """
 
 import argparse

@@ -159,8 +159,6 @@ def check_checkpoint_fits(directory: str, step: int, template) -> None:
 
 def load_run(path: str, checkpoint: str = "auto") -> Run:
     """Restores the student of a run's checkpoint onto one device, and jits its score function."""
-    import functools
-
     import jax
 
     from dtda_jax import train
@@ -197,7 +195,7 @@ def load_run(path: str, checkpoint: str = "auto") -> Run:
     except ValueError as err:
         raise PredictError(f"The checkpoint {directory}/{latest_step} does not match the run's "
                            f"config.json ({err}).") from err
-    score_fn = jax.jit(functools.partial(train.live_probability, student=student))
+    score_fn = train.jit_live_probability(student)
     return Run(workdir=workdir, config=config, checkpoint=kind, step=int(state.step),
                variables={"params": state.params, "batch_stats": state.batch_stats},
                score_fn=score_fn)

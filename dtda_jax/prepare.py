@@ -11,7 +11,6 @@ Exit status 2 with a message for a wrong --manual_dir or setting.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -42,23 +41,8 @@ def parse_args(argv: Sequence[str] | None):
     return p.parse_args(argv)
 
 
-# XLA CPU routes MTCNN's small-channel convolutions through YNNPACK fusions that use about one
-# core; turning them off made detection 1.6-2x faster on 2 cores (benchmarks/mtcnn_speed.py).
-# The flag only touches the CPU backend.
-FAST_CPU_CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
-
-
-def _prefer_fast_cpu_convolutions() -> None:
-    """Adds FAST_CPU_CONV_FLAG to XLA_FLAGS unless the user set that option or jax is loaded
-    (XLA reads its flags once)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" not in sys.modules and "xla_cpu_experimental_ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {FAST_CPU_CONV_FLAG}".strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _prefer_fast_cpu_convolutions()
     from dtda_jax.data import layouts, real_fas
     from dtda_jax.data.face_extraction import FaceSettings, FrameSettings
 

@@ -29,7 +29,7 @@ from flax import struct
 from flax.traverse_util import flatten_dict
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from dtda_jax import config_lib, conversion, losses
+from dtda_jax import config_lib, conversion, losses, xla_cpu
 from dtda_jax.attack import domain_adversarial_attack
 from dtda_jax.checkpointing import StageCheckpoints
 from dtda_jax.converters import KIND_RESNET18
@@ -270,11 +270,18 @@ def live_probability(variables: Any, images: jax.Array, *, student: nn.Module) -
     return jax.nn.softmax(out["cls_logits"].astype(jnp.float32), axis=-1)[:, 1]
 
 
+def jit_live_probability(student: nn.Module) -> Callable:
+    """`live_probability` jitted for scoring batches of uint8 frames."""
+    return jax.jit(functools.partial(live_probability, student=student),
+                   compiler_options=xla_cpu.compiler_options(xla_cpu.SCORING))
+
+
 def jit_train_step(step_fn: Callable, mesh, with_frozen: bool) -> Callable:
     """Jits a step with replicated state (donated) and a data-sharded batch."""
     repl, data = replicated(mesh), batch_sharded(mesh)
     in_shardings = (repl, repl, data) if with_frozen else (repl, data)
-    return jax.jit(step_fn, in_shardings=in_shardings, out_shardings=(repl, repl), donate_argnums=0)
+    return jax.jit(step_fn, in_shardings=in_shardings, out_shardings=(repl, repl), donate_argnums=0,
+                   compiler_options=xla_cpu.compiler_options(xla_cpu.TRAINING))
 
 
 # ============================================================================================
@@ -398,7 +405,7 @@ def domain_accuracy(model: nn.Module, variables: Any, frames: pipeline.FrameSet,
                     batch_size: int, attack: ml_collections.ConfigDict | None) -> float:
     """Domain accuracy on `frames` for clean images, or for attacked ones when `attack` is set."""
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=xla_cpu.compiler_options(xla_cpu.TRAINING))
     def predict(images, domains):
         x = images_to_unit_range(images)
         if attack is not None:
@@ -584,7 +591,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state = with_pretrained_encoder(state, config.model.init_checkpoint, config.model.width,
                                         "model", tx, mesh)
 
-    score_fn = jax.jit(functools.partial(live_probability, student=student))
+    score_fn = jit_live_probability(student)
     eval_path = os.path.join(workdir, "eval.jsonl")
     scores_dir = os.path.join(workdir, "scores")  # per-video labels and scores of each evaluation
 

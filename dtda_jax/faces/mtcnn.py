@@ -27,6 +27,7 @@ exclusive). It is computed from a uint32 integral image, so the window sums are 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import pathlib
 from typing import Any, Callable, Sequence
@@ -36,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dtda_jax import xla_cpu
 from dtda_jax.models.layers import PReLU, conv
 
 WEIGHTS_REQUIREMENT = "mtcnn==1.0.0"
@@ -234,15 +236,19 @@ def load_mtcnn_weights() -> dict[str, Variables]:
 # ============================================================================================
 
 
-@jax.jit
-def _pnet(variables, canvas, valid):
+def _pnet_apply(variables, canvas, valid):
     """P-Net on a canvas of packed pyramid levels: box offsets and face probabilities."""
     offsets, probs = PNet().apply(variables, canvas, valid)
     return offsets, probs[..., 1]
 
 
-_rnet = jax.jit(RNet().apply)
-_onet = jax.jit(ONet().apply)
+@functools.cache
+def _jitted_nets() -> tuple[Callable, Callable, Callable]:
+    """P-, R- and O-Net jitted with the face-detection CPU options (dtda_jax/xla_cpu.py); built
+    on first use, once the backend is known."""
+    options = xla_cpu.compiler_options(xla_cpu.FACE_DETECTION)
+    return tuple(jax.jit(f, compiler_options=options)
+                 for f in (_pnet_apply, RNet().apply, ONet().apply))
 
 
 def integral_image(images: np.ndarray) -> np.ndarray:
@@ -566,7 +572,7 @@ class MTCNN:
         for (top, left), (h, w) in zip(corners, sizes):
             canvas[:, top:top + h, left:left + w] = resample_images(integral, h, w)
             valid[top:top + h - 2, left:left + w - 2] = True
-        offsets, probs = (np.asarray(a) for a in _pnet(self.variables["pnet"], canvas, valid))
+        offsets, probs = (np.asarray(a) for a in _jitted_nets()[0](self.variables["pnet"], canvas, valid))
         found = [np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                  np.zeros((0, 4), np.float32)]
         for scale, (top, left), (h, w) in zip(scales, corners, sizes):
@@ -583,7 +589,7 @@ class MTCNN:
         """Stage 2: R-Net on 24x24 crops, threshold, NMS, regression, squaring."""
         if not len(boxes):
             return image, boxes
-        (offsets, probs), valid = run_on_crops(_rnet, self.variables["rnet"], integral, image,
+        (offsets, probs), valid = run_on_crops(_jitted_nets()[1], self.variables["rnet"], integral, image,
                                                boxes, 24)
         scores = probs[:, 1]
         keep = np.flatnonzero(valid & (scores > self.thresholds[1]))
@@ -594,7 +600,7 @@ class MTCNN:
         """Stage 3: O-Net on 48x48 crops, threshold, landmarks, regression, 'Min' NMS."""
         if not len(boxes):
             return image, boxes, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        (offsets, points, probs), valid = run_on_crops(_onet, self.variables["onet"], integral,
+        (offsets, points, probs), valid = run_on_crops(_jitted_nets()[2], self.variables["onet"], integral,
                                                        image, boxes, 48)
         scores = probs[:, 1]
         keep = np.flatnonzero(valid & (scores > self.thresholds[2]))
