@@ -3,7 +3,7 @@ JAX vs PyTorch eager.
 
     python benchmarks/student_speed.py [--image_size 256] [--batches 1 64] [--repeats 5]
         [--width 64] [--no-reference] [--threads N] [--xla_flags "--xla_cpu_..."]
-        [--xla_variants jit ynn-dot-only ...]
+        [--xla_variants jit xla-default ...]
 
 What is measured, for `dtda_jax.models.DTDAStudent` (width 64 = torchvision ResNet-18 with the
 cls / fr / fa heads) scoring frames with `dtda_jax.train.live_probability` (uint8 NHWC ->
@@ -25,7 +25,8 @@ cls / fr / fa heads) scoring frames with `dtda_jax.train.live_probability` (uint
 
 XLA options: `--xla_flags` is appended to XLA_FLAGS before JAX starts (printed). Each of
 `--xla_variants` compiles the function once more with per-executable compiler options
-(XLA_VARIANTS; "jit" adds none: `jax.jit` with XLA's defaults, as evaluation jits it today),
+(XLA_VARIANTS; "jit" adds none: the function as evaluation and predict jit it, with the
+scoring options of dtda_jax/xla_cpu.py; "xla-default" restores jaxlib's own choices),
 and all variants are timed in the same interleaved rounds. `--threads N` pins the process to
 N CPUs, so JAX and PyTorch both use N threads; when other jobs share the machine,
 `--threads 1` keeps PyTorch's OpenMP barriers from stalling on descheduled threads (with 2
@@ -68,7 +69,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=None,
                         help="pin the process to this many CPUs (default: all)")
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
-    parser.add_argument("--xla_variants", nargs="+", default=["jit", "ynn-dot-only"],
+    parser.add_argument("--xla_variants", nargs="+", default=["jit", "xla-default"],
                         choices=list(XLA_VARIANTS),
                         help="compile the JAX function once per variant and time them all")
     return parser.parse_args()
@@ -119,12 +120,17 @@ def interleaved(runners: dict, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def pin_threads_and_flags(threads: int | None, xla_flags: str) -> None:
+    """Before JAX starts: pin the process to `threads` CPUs, append `xla_flags` to XLA_FLAGS."""
+    if threads:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
+    if xla_flags:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+
+
 def main():
     args = parse_args()
-    if args.threads:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
-    if args.xla_flags:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    pin_threads_and_flags(args.threads, args.xla_flags)
 
     import functools
 
@@ -134,7 +140,7 @@ def main():
 
     sys.path.insert(0, ".")  # benchmarks.torch_dtda when run from the repository root
     from dtda_jax.models import DTDAStudent
-    from dtda_jax.train import live_probability, rng_key
+    from dtda_jax.train import jit_live_probability, rng_key
 
     size = args.image_size
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
@@ -146,7 +152,7 @@ def main():
     student = DTDAStudent(width=args.width)
     variables = jax.jit(functools.partial(student.init, train=False))(
         rng_key(0), jnp.zeros((1, size, size, 3), jnp.float32))
-    score = jax.jit(functools.partial(live_probability, student=student))
+    score = jit_live_probability(student)  # as evaluation and predict compile it
 
     reference = None
     if not args.no_reference:

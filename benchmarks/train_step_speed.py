@@ -2,7 +2,7 @@
 
     python benchmarks/train_step_speed.py [--config demo|paper] [--image_size N] [--batch N]
         [--parts full attack student teacher_fr teacher_fa] [--repeats 3] [--no-reference]
-        [--threads N] [--xla_flags "--xla_cpu_..."] [--xla_variants jit no-ynn-conv ...]
+        [--threads N] [--xla_flags "--xla_cpu_..."] [--xla_variants jit xla-default ...]
 
 Configs (random weights everywhere; no checkpoint file is read):
 
@@ -32,8 +32,9 @@ alike. Ratio = JAX images/s / PyTorch images/s (> 1: JAX faster).
 
 XLA options: `--xla_flags` is appended to XLA_FLAGS before JAX starts. Each of
 `--xla_variants` compiles every JAX part once more with per-executable compiler options
-(XLA_VARIANTS in benchmarks/student_speed.py); "jit" adds none, so full and student run as
-the project's `jit_train_step` compiles them and attack / teachers as a plain `jax.jit`.
+(XLA_VARIANTS in benchmarks/student_speed.py); "jit" adds none, so every part runs with the
+training options of dtda_jax/xla_cpu.py, full and student as the project's `jit_train_step`
+compiles them; "xla-default" restores jaxlib's own choices.
 `--threads N` pins the process to N CPUs (JAX and PyTorch then both use N threads); with
 other jobs on the machine, `--threads 1` keeps PyTorch's OpenMP barriers from stalling on
 descheduled threads.
@@ -50,7 +51,7 @@ import sys
 import time
 
 sys.path.insert(0, ".")  # benchmarks.* and tests.* when run from the repository root
-from benchmarks.student_speed import XLA_VARIANTS, interleaved  # noqa: E402
+from benchmarks.student_speed import XLA_VARIANTS, interleaved, pin_threads_and_flags  # noqa: E402
 
 PARTS = ("full", "attack", "student", "teacher_fr", "teacher_fa")
 
@@ -66,7 +67,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=None,
                         help="pin the process to this many CPUs (default: all)")
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
-    parser.add_argument("--xla_variants", nargs="+", default=["jit", "no-ynn-conv"],
+    parser.add_argument("--xla_variants", nargs="+", default=["jit", "xla-default"],
                         choices=list(XLA_VARIANTS))
     return parser.parse_args()
 
@@ -102,8 +103,10 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
     """{label: run()} and {label: first-call seconds} for the requested JAX parts."""
     import jax
     import jax.numpy as jnp
-    from dtda_jax import train
+    from dtda_jax import train, xla_cpu
     from dtda_jax.models import ResNet18Classifier
+
+    training_options = xla_cpu.compiler_options(xla_cpu.TRAINING)  # as inside the train step
 
     mesh = train.make_mesh()
     size = config.data.image_size
@@ -139,7 +142,8 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
         builders["student"] = lambda: step_runner({}, None, {})
     if "attack" in parts:
         attack = jax.jit(lambda dv, images, domains: train.attack_images(
-            train.images_to_unit_range(images), domains, domain_model, dv, config.attack, key))
+            train.images_to_unit_range(images), domains, domain_model, dv, config.attack, key),
+            compiler_options=training_options)
         builders["attack"] = lambda: (
             attack.lower(frozen["domain"], batch["image"], batch["domain"]),
             lambda c: lambda: c(frozen["domain"], batch["image"],
@@ -147,7 +151,8 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
     for name, teacher in teachers.items():
         if f"teacher_{name}" in parts:
             forward = jax.jit(
-                lambda v, images, t=teacher: t.logits(v, train.images_to_unit_range(images)))
+                lambda v, images, t=teacher: t.logits(v, train.images_to_unit_range(images)),
+                compiler_options=training_options)
             builders[f"teacher_{name}"] = lambda f=forward, n=name: (
                 f.lower(frozen[n], batch["image"]),
                 lambda c: lambda: c(frozen[n], batch["image"]).block_until_ready())
@@ -210,10 +215,7 @@ def torch_parts(config, num_domains: int, batch_np: dict, parts) -> tuple[dict, 
 
 def main():
     args = parse_args()
-    if args.threads:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.threads]))
-    if args.xla_flags:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    pin_threads_and_flags(args.threads, args.xla_flags)
 
     import jax
     import numpy as np
