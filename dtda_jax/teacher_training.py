@@ -1,0 +1,769 @@
+"""Trains the project's own DTDA teachers on synthetic faces that the FAS benchmark never shows.
+
+Without converted PyTorch checkpoints both frozen teachers are random networks, so on the
+built-in benchmark distillation transfers no face prior. This module trains them in JAX on
+:mod:`dtda_jax.data.face_corpus` (live faces whose identities and videos are disjoint from the
+benchmark's) and saves them exactly like converted checkpoints
+(:func:`dtda_jax.conversion.save_converted`, same kind, same architecture entries as the
+converters write), so ``config.teachers.fr_checkpoint`` / ``fa_checkpoint`` can point at them
+and :func:`dtda_jax.teachers.init_teacher_variables` loads them unchanged.
+
+* T_fr: the config's IResNet (arch / width / input size) + an ArcFace head (additive angular
+  margin, :func:`arcface_logits`) over the corpus' train identities; BatchNorm in train mode.
+  Only the backbone is saved (``params`` + ``batch_stats``, the structure of ``Teacher.init``).
+* T_fa: the config's StarGAN discriminator, binary cross-entropy of its attribute logits against
+  the corpus' five attributes. Its PatchGAN real/fake head (``conv1``) gets no loss and is frozen
+  at its random init: there are no generated images to train it on, and distillation only uses
+  the attribute logits.
+
+Both see their images through :func:`dtda_jax.teachers.teacher_input` (resize to the teacher's
+input size, map to [-1, 1]), i.e. exactly what they are fed during distillation. Quality is
+measured on held-out corpus identities, next to the same network at random init (the teacher
+a run uses without a checkpoint): face verification (AUC, TAR@FAR, LFW-style 10-fold
+best-threshold accuracy) for T_fr, per-attribute accuracy / AUC for T_fa.
+
+Entry points: :func:`ensure_trained_teachers` (train what a cache lacks, return checkpoint
+paths) and the command line::
+
+    python -m dtda_jax.teacher_training --config=configs/synthetic.py --out=pretrained/synthetic_teachers
+
+Measured with the defaults (:func:`dtda_jax.teacher_settings.default_teacher_training_config`)
+for the demo teachers (r18 width 32, StarGAN D conv_dim 32, 64 px), on 2 CPU cores shared
+with another training job (about one core free): 5 min 9 s in all (corpus 29 s, T_fr 200
+steps 208 s, T_fa 200 steps 50 s, compilation and evaluation the rest). Held-out quality
+(48 identities, 480 genuine / 28,200 impostor pairs): T_fr verification AUC 0.978 (random
+init 0.578), TAR@FAR=1e-2 0.58 (0.03), 10-fold accuracy 0.899 (0.529); T_fa mean attribute
+accuracy 0.918 (random init 0.519, majority class 0.650), mean AUC 0.966 (0.472).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import datetime
+import functools
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dtda_jax import conversion, teachers, xla_cpu
+from dtda_jax.data import face_corpus
+from dtda_jax.data.render import ATTRIBUTES
+from dtda_jax.evaluation import metrics
+from dtda_jax.run_logging import Progress, format_duration
+from dtda_jax.teacher_settings import (TEACHER_NAMES, check_teacher_training_settings,
+                                       default_teacher_training_config)
+
+__all__ = [
+    "TRAINER_VERSION", "TEACHER_NAMES", "default_teacher_training_config", "arcface_logits",
+    "arcface_loss", "attribute_bce", "augment", "augmentation", "batch_indices",
+    "best_threshold_accuracy",
+    "kfold_threshold_accuracy", "verification_metrics", "attribute_metrics", "teacher_module",
+    "teacher_architecture", "corpus_settings", "teacher_cache_name", "train_fr_teacher",
+    "train_fa_teacher", "teacher_outputs", "evaluate_fr", "evaluate_fa", "train_teacher",
+    "ensure_trained_teachers", "format_quality_table", "main",
+]
+
+# Part of every cache name: bump it when training changes in a way the settings do not show.
+TRAINER_VERSION = 1
+Log = Callable[[str], None]
+
+
+# ============================================================================================
+# Losses (pure)
+# ============================================================================================
+
+
+def _l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
+
+
+def arcface_logits(embeddings: jax.Array, weight: jax.Array, labels: jax.Array,
+                   scale: float = 64.0, margin: float = 0.5) -> jax.Array:
+    """ArcFace (additive angular margin) logits: ``scale * cos(theta_j)``, and for the target
+    class ``scale * cos(theta_y + margin)``.
+
+    `embeddings` (N, D) and the class centres `weight` (C, D) (insightface's layout) are
+    L2-normalised here. Where ``theta_y + margin > pi`` (``cos theta_y <= cos(pi - margin)``)
+    ``cos(theta + m)`` would start to grow again with theta; like insightface's arcface_torch
+    ``ArcFace`` loss (m2 = 0.5, ``easy_margin=False``) the target logit is then
+    ``cos theta_y - sin(pi - margin) * margin``, which keeps it decreasing in theta (it meets
+    ``cos(theta + m)`` at ``theta = pi - m``: a continuous, CosFace-like fallback).
+    """
+    cos = jnp.clip(_l2_normalize(embeddings) @ _l2_normalize(weight).T, -1.0, 1.0)
+    target = jnp.take_along_axis(cos, labels[:, None], axis=1)[:, 0]
+    # Clamped away from 0: the derivative of sqrt at 0 is infinite (cos_target = +-1).
+    sin = jnp.sqrt(jnp.clip(1.0 - target * target, 1e-9, 1.0))
+    with_margin = target * math.cos(margin) - sin * math.sin(margin)  # cos(theta + m)
+    fallback = target - math.sin(math.pi - margin) * margin
+    final = jnp.where(target > math.cos(math.pi - margin), with_margin, fallback)
+    one_hot = jax.nn.one_hot(labels, cos.shape[1], dtype=bool)
+    return scale * jnp.where(one_hot, final[:, None], cos)
+
+
+def arcface_loss(embeddings: jax.Array, weight: jax.Array, labels: jax.Array,
+                 scale: float = 64.0, margin: float = 0.5) -> tuple[jax.Array, jax.Array]:
+    """Mean softmax cross-entropy on :func:`arcface_logits`, and the plain top-1 accuracy
+    (nearest class centre by cosine, no margin)."""
+    logits = arcface_logits(embeddings, weight, labels, scale, margin)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    cos = _l2_normalize(embeddings) @ _l2_normalize(weight).T
+    return loss, jnp.mean(jnp.argmax(cos, axis=1) == labels)
+
+
+def attribute_bce(logits: jax.Array, attributes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean binary cross-entropy with logits (StarGAN's attribute loss) and the accuracy."""
+    targets = attributes.astype(jnp.float32)
+    loss = optax.sigmoid_binary_cross_entropy(logits, targets).mean()
+    return loss, jnp.mean((logits > 0) == (attributes > 0))
+
+
+def augment(images01: jax.Array, flip: jax.Array, gain: jax.Array) -> jax.Array:
+    """Mirrors the images where `flip` (N,) is true and scales their brightness by `gain` (N,).
+
+    One gain for all channels: skin and hair colour are identity and attribute cues that a
+    per-channel jitter would blur. The random draws come from the host (:func:`augmentation`),
+    which keeps random-number generation out of the compiled step (XLA:CPU compiles
+    threefry slowly).
+    """
+    images01 = jnp.where(flip[:, None, None, None], images01[:, :, ::-1], images01)
+    return jnp.clip(images01 * gain[:, None, None, None], 0.0, 1.0)
+
+
+def augmentation(steps: int, batch_size: int, flip: bool, brightness_jitter: float,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-step draws for :func:`augment`: flips (steps, B) bool, gains (steps, B)."""
+    rng = np.random.default_rng([seed, 19])
+    flips = rng.random((steps, batch_size)) < 0.5 if flip else np.zeros((steps, batch_size), bool)
+    gains = rng.uniform(1 - brightness_jitter, 1 + brightness_jitter, (steps, batch_size))
+    return flips, gains.astype(np.float32)
+
+
+def batch_indices(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """(steps, batch_size) sample indices: epochs of seeded permutations (every image once per
+    epoch), the incomplete tail of each epoch dropped. Needs batch_size <= n."""
+    if batch_size > n:
+        raise ValueError(f"batch size {batch_size} exceeds the {n} training images; lower it or "
+                         "enlarge the corpus.")
+    rng = np.random.default_rng([seed, 11])
+    per_epoch = n // batch_size
+    epochs = -(-steps // per_epoch)
+    rows = [rng.permutation(n)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
+            for _ in range(epochs)]
+    return np.concatenate(rows)[:steps].astype(np.int32)
+
+
+# ============================================================================================
+# Quality metrics (pure numpy)
+# ============================================================================================
+
+
+def best_threshold_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The threshold maximising accuracy of ``score >= t`` (same pair = 1) and that accuracy.
+
+    Candidates lie between consecutive distinct scores (midpoints), plus below / above them all
+    (min - 1, max + 1); ties go to the lowest threshold.
+    """
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.int64)
+    order = np.argsort(scores, kind="stable")
+    s, y = scores[order], labels[order]
+    uniq, first = np.unique(s, return_index=True)
+    pos_before = np.r_[0, np.cumsum(y)][first]  # positives scoring below uniq[k]
+    neg_before = first - pos_before
+    n_pos = int(y.sum())
+    # Accept score >= uniq[k]: positives from k on are right, negatives below k are right.
+    acc = np.r_[(n_pos - pos_before) + neg_before, len(y) - n_pos] / len(y)
+    thresholds = np.r_[uniq[0] - 1.0, (uniq[:-1] + uniq[1:]) / 2, uniq[-1] + 1.0]
+    k = int(np.argmax(acc))
+    return float(thresholds[k]), float(acc[k])
+
+
+def kfold_threshold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: int = 10,
+                             seed: int = 0) -> dict[str, float]:
+    """LFW-style accuracy: per fold, the best threshold of the other folds applied to it.
+
+    Folds are a seeded random partition of the pairs. Returns mean and std over folds (and
+    the mean threshold).
+    """
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.int64)
+    if len(scores) < folds:
+        raise ValueError(f"{len(scores)} pairs cannot be split into {folds} folds.")
+    fold = np.empty(len(scores), np.int64)
+    fold[np.random.default_rng([seed, 13]).permutation(len(scores))] = np.arange(len(scores)) % folds
+    accs, thresholds = [], []
+    for f in range(folds):
+        t, _ = best_threshold_accuracy(scores[fold != f], labels[fold != f])
+        held = fold == f
+        accs.append(np.mean((scores[held] >= t) == (labels[held] == 1)))
+        thresholds.append(t)
+    return {"accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
+            "threshold": float(np.mean(thresholds))}
+
+
+def verification_metrics(embeddings: np.ndarray, identity: np.ndarray, *,
+                         max_negative_pairs: int = 50_000, folds: int = 10,
+                         seed: int = 0) -> dict[str, Any]:
+    """Face verification quality of embeddings (one row per image) of labelled identities.
+
+    Score = cosine similarity of the L2-normalised embeddings. Pairs: every same-identity pair
+    (genuine) and every different-identity pair, or a seeded sample of `max_negative_pairs` of
+    them (impostors). AUC and TAR@FAR use them all (TAR@FAR=f only with >= 1/f impostor
+    pairs, else None); the 10-fold accuracy uses a balanced set (all genuine pairs and as many
+    sampled impostor pairs, or the reverse when impostors are fewer), as LFW does.
+    """
+    e = np.asarray(embeddings, np.float64)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    identity = np.asarray(identity)
+    i, j = np.triu_indices(len(e), 1)
+    same = identity[i] == identity[j]
+    rng = np.random.default_rng([seed, 17])
+    pos, neg = np.flatnonzero(same), np.flatnonzero(~same)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("verification needs at least one same-identity and one different-"
+                         f"identity pair; got {len(pos)} and {len(neg)}.")
+    if len(neg) > max_negative_pairs:
+        neg = np.sort(rng.choice(neg, max_negative_pairs, replace=False))
+    scores = np.einsum("nd,nd->n", e[i], e[j])
+    labels = np.r_[np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)]
+    all_scores = np.r_[scores[pos], scores[neg]]
+    out: dict[str, Any] = {"genuine_pairs": int(len(pos)), "impostor_pairs": int(len(neg)),
+                           "auc": metrics.roc_auc(labels, all_scores)}
+    for far in (1e-2, 1e-3):
+        out[f"tar_at_far_{far:.0e}"] = (metrics.tpr_at_fpr(labels, all_scores, far)
+                                        if len(neg) >= round(1 / far) else None)
+    n = min(len(pos), len(neg))
+    bal_pos = np.sort(rng.choice(len(pos), n, replace=False))
+    bal_neg = np.sort(rng.choice(len(neg), n, replace=False))
+    bal = kfold_threshold_accuracy(np.r_[scores[pos][bal_pos], scores[neg][bal_neg]],
+                                   np.r_[np.ones(n), np.zeros(n)], folds=folds, seed=seed)
+    out.update({f"{folds}fold_{k}": v for k, v in bal.items()})
+    out[f"{folds}fold_pairs"] = 2 * n
+    out["mean_genuine_cosine"] = float(scores[pos].mean())
+    out["mean_impostor_cosine"] = float(scores[neg].mean())
+    return out
+
+
+def attribute_metrics(logits: np.ndarray, attributes: np.ndarray, names: Sequence[str],
+                      reference_attributes: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-attribute accuracy of ``logit > 0`` and AUC, with their means; and the accuracy of
+    always predicting the majority value of `reference_attributes` (the training labels), the
+    floor a useful attribute teacher must clear."""
+    logits, attributes = np.asarray(logits, np.float64), np.asarray(attributes, np.int64)
+    reference = attributes if reference_attributes is None else np.asarray(reference_attributes)
+    out: dict[str, Any] = {"accuracy": {}, "auc": {}, "majority_accuracy": {}}
+    for k, name in enumerate(names):
+        y = attributes[:, k]
+        out["accuracy"][name] = float(np.mean((logits[:, k] > 0) == (y == 1)))
+        both = 0 < y.sum() < len(y)
+        out["auc"][name] = metrics.roc_auc(y, logits[:, k]) if both else None
+        majority = int(np.mean(reference[:, k]) >= 0.5)
+        out["majority_accuracy"][name] = float(np.mean(y == majority))
+    for key in ("accuracy", "auc", "majority_accuracy"):
+        values = [v for v in out[key].values() if v is not None]
+        out[f"mean_{key}"] = float(np.mean(values)) if values else None
+    return out
+
+
+# ============================================================================================
+# Teachers, settings and names
+# ============================================================================================
+
+
+def teacher_module(config, name: str) -> teachers.Teacher:
+    """The config's teacher `name` as :func:`teachers.make_teachers` builds it (float32, whatever
+    the variant and the student's dtype)."""
+    if name not in TEACHER_NAMES:
+        raise ValueError(f"Unknown teacher {name!r}; choose from {TEACHER_NAMES}.")
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.method.use_fr_teacher = c.method.use_fa_teacher = True
+    c.model.dtype = "float32"
+    return teachers.make_teachers(c)[name]
+
+
+def teacher_architecture(config, name: str) -> dict[str, Any]:
+    """The manifest architecture the converters write for this teacher (same keys and order)."""
+    t = config.teachers
+    if name == "fr":
+        return {"arch": t.fr_arch, "width": int(t.fr_width),
+                "num_features": int(teacher_module(config, "fr").model.num_features),
+                "input_size": int(t.fr_input_size)}
+    if t.fa_c_dim > len(ATTRIBUTES):
+        raise ValueError(f"config.teachers.fa_c_dim={t.fa_c_dim}, but the face corpus has only "
+                         f"{len(ATTRIBUTES)} attributes {ATTRIBUTES}.")
+    return {"image_size": int(t.fa_image_size), "conv_dim": int(t.fa_conv_dim),
+            "c_dim": int(t.fa_c_dim), "repeat_num": int(t.fa_repeat_num)}
+
+
+def corpus_settings(config, settings: ml_collections.ConfigDict) -> face_corpus.CorpusSettings:
+    c = settings.corpus
+    return face_corpus.CorpusSettings(
+        image_size=int(c.image_size or config.data.image_size), seed=int(c.seed),
+        train_identities=int(c.train_identities), heldout_identities=int(c.heldout_identities),
+        videos_per_identity=int(c.videos_per_identity), frames_per_video=int(c.frames_per_video))
+
+
+def _cache_payload(config, name: str, settings: ml_collections.ConfigDict) -> dict[str, Any]:
+    return {"trainer_version": TRAINER_VERSION, "teacher": name,
+            "architecture": teacher_architecture(config, name),
+            "corpus": {"corpus_version": face_corpus.CORPUS_VERSION,
+                       **dataclasses.asdict(corpus_settings(config, settings))},
+            "training": settings[name].to_dict(), "seed": int(settings.seed)}
+
+
+def teacher_cache_name(config, name: str, settings: ml_collections.ConfigDict) -> str:
+    """Directory name of a trained teacher: readable architecture + hash of everything that
+    determines its weights (architecture, corpus, training settings, seed, trainer version).
+    Configs that need the same teacher share it; evaluation settings are not part of it."""
+    payload = json.dumps(_cache_payload(config, name, settings), sort_keys=True)
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
+    a = teacher_architecture(config, name)
+    if name == "fr":
+        prefix = f"fr_arcface_{a['arch']}_w{a['width']}_in{a['input_size']}_f{a['num_features']}"
+    else:
+        prefix = f"fa_stargan_in{a['image_size']}_c{a['conv_dim']}_k{a['c_dim']}_r{a['repeat_num']}"
+    return f"{prefix}_{digest}"
+
+
+# ============================================================================================
+# Training
+# ============================================================================================
+
+
+def _optimizer(s: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Linear warmup, cosine decay to 0; AdamW (decoupled decay) or SGD momentum 0.9 (+L2)."""
+    warmup = min(int(s.warmup_steps), max(int(s.steps) - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, s.learning_rate, warmup, max(int(s.steps), warmup + 1))
+    if s.optimizer == "adamw":
+        tx = optax.adamw(schedule, weight_decay=s.weight_decay)
+    else:
+        tx = optax.chain(optax.add_decayed_weights(s.weight_decay), optax.sgd(schedule, momentum=0.9))
+    if s.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(s.grad_clip_norm), tx)
+    return tx
+
+
+def _init_key(seed: int, salt: int) -> jax.Array:
+    """A key for network initialisation. The "rbg" generator: XLA:CPU compiles a network's
+    initialiser about 5x faster with it than with threefry (seconds instead of tens of
+    seconds for the tiny test teachers); deterministic on a given install."""
+    return jax.random.fold_in(jax.random.key(seed, impl="rbg"), salt)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables(teacher: teachers.Teacher, key: jax.Array) -> Any:
+    """`teacher.init`, compiled once per teacher (training init and random-init baseline)."""
+    return teacher.init(key)
+
+
+def _train_loop(stage: str, step_fn, state, images: np.ndarray, targets: np.ndarray,
+                s: ml_collections.ConfigDict, seed: int, log_every: int, log: Log):
+    """Runs the jitted `step_fn(state, images, targets, idx, flip, gain) -> (state, metrics)`."""
+    steps, batch = int(s.steps), int(s.batch_size)
+    idx = batch_indices(len(images), batch, steps, seed)
+    flips, gains = augmentation(steps, batch, bool(s.flip), float(s.brightness_jitter), seed)
+    images_dev, targets_dev = jnp.asarray(images), jnp.asarray(targets)
+    progress = Progress(stage, steps, batch, 0)
+    history: list[dict[str, float]] = []
+    pending = []
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        i = step - 1
+        state, m = step_fn(state, images_dev, targets_dev, idx[i], flips[i], gains[i])
+        pending.append((step, m))
+        if step == 1 or step % log_every == 0 or step == steps:
+            for st, mm in pending:
+                history.append({"step": st, **{k: float(v) for k, v in mm.items()}})
+            pending = []
+            log(progress.line(step, {k: v for k, v in history[-1].items() if k != "step"}))
+    return state, history, time.perf_counter() - t0
+
+
+def _jit_train(fn):
+    return jax.jit(fn, compiler_options=xla_cpu.compiler_options(xla_cpu.TRAINING))
+
+
+def _batch(images_dev, targets_dev, idx, flip, gain):
+    return augment(images_dev[idx].astype(jnp.float32) / 255.0, flip, gain), targets_dev[idx]
+
+
+def train_fr_teacher(teacher: teachers.Teacher, images: np.ndarray, labels: np.ndarray,
+                     num_classes: int, s: ml_collections.ConfigDict, seed: int = 0,
+                     log_every: int = 25, log: Log = print) -> tuple[Any, dict[str, Any]]:
+    """ArcFace training of the IResNet `teacher` on uint8 `images` with class `labels`.
+
+    Returns the backbone's variables (``params``, ``batch_stats``; the ArcFace head is dropped)
+    and a training record (loss / accuracy history, seconds).
+    """
+    variables = _init_variables(teacher, _init_key(seed, 1))
+    # insightface's PartialFC initialises the class centres with N(0, 0.01).
+    head = 0.01 * np.random.default_rng([seed, 3]).standard_normal(
+        (num_classes, teacher.output_dim)).astype(np.float32)
+    params = {"backbone": variables["params"], "head": head}
+    tx = _optimizer(s)
+    state = (params, variables["batch_stats"], tx.init(params))
+    model, size = teacher.model, teacher.input_size
+
+    def step(state, images_dev, labels_dev, idx, flip, gain):
+        params, batch_stats, opt_state = state
+        x, y = _batch(images_dev, labels_dev, idx, flip, gain)
+
+        def loss_fn(p):
+            emb, updates = model.apply({"params": p["backbone"], "batch_stats": batch_stats},
+                                       teachers.teacher_input(x, size), train=True,
+                                       mutable=["batch_stats"])
+            loss, acc = arcface_loss(emb.astype(jnp.float32), p["head"], y,
+                                     s.arcface_scale, s.arcface_margin)
+            return loss, (updates["batch_stats"], acc)
+
+        (loss, (batch_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, batch_stats, opt_state), {"loss": loss, "acc": acc}
+
+    log(f"[teachers] fr: ArcFace training of {type(model).__name__} on {len(images)} images of "
+        f"{num_classes} identities: {s.steps} steps x {s.batch_size}, {s.optimizer} lr "
+        f"{s.learning_rate}, s={s.arcface_scale} m={s.arcface_margin}")
+    (params, batch_stats, _), history, seconds = _train_loop(
+        "teacher fr", _jit_train(step), state, images, labels, s, seed, log_every, log)
+    return ({"params": params["backbone"], "batch_stats": batch_stats},
+            {"history": history, "seconds": seconds})
+
+
+def train_fa_teacher(teacher: teachers.Teacher, images: np.ndarray, attributes: np.ndarray,
+                     s: ml_collections.ConfigDict, seed: int = 0, log_every: int = 25,
+                     log: Log = print) -> tuple[Any, dict[str, Any]]:
+    """BCE training of the StarGAN discriminator's attribute logits on uint8 `images`.
+
+    The real/fake head ``conv1`` is frozen at its init (zero updates, no weight decay): it has
+    no training signal without generated images and distillation does not use it.
+    """
+    variables = _init_variables(teacher, _init_key(seed, 2))
+    params = variables["params"]
+    labels = {k: ("frozen" if k == "conv1" else "train") for k in params}
+    tx = optax.multi_transform({"train": _optimizer(s), "frozen": optax.set_to_zero()}, labels)
+    state = (params, tx.init(params))
+    model, size = teacher.model, teacher.input_size
+
+    def step(state, images_dev, attrs_dev, idx, flip, gain):
+        params, opt_state = state
+        x, y = _batch(images_dev, attrs_dev, idx, flip, gain)
+
+        def loss_fn(p):
+            _, logits = model.apply({"params": p}, teachers.teacher_input(x, size))
+            return attribute_bce(logits.astype(jnp.float32), y)
+
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), {"loss": loss, "acc": acc}
+
+    log(f"[teachers] fa: attribute training of {type(model).__name__} on {len(images)} images: "
+        f"{s.steps} steps x {s.batch_size}, {s.optimizer} lr {s.learning_rate}")
+    (params, _), history, seconds = _train_loop(
+        "teacher fa", _jit_train(step), state, images, attributes, s, seed, log_every, log)
+    return {"params": params}, {"history": history, "seconds": seconds}
+
+
+# ============================================================================================
+# Evaluation
+# ============================================================================================
+
+
+def teacher_outputs(teacher: teachers.Teacher, batch_size: int = 64, flip_sum: bool = False):
+    """A function (variables, uint8 images) -> numpy outputs of `teacher.logits`, batched.
+
+    ``flip_sum`` adds the output of the mirrored image (insightface's flip test for embeddings).
+    One jitted program serves every set of variables (trained and random-init alike).
+    """
+    def forward(variables, images_uint8):
+        x = images_uint8.astype(jnp.float32) / 255.0
+        if not flip_sum:
+            return teacher.logits(variables, x)
+        # One forward over [x, mirrored x] (BatchNorm runs on running statistics: per sample).
+        out = teacher.logits(variables, jnp.concatenate([x, x[:, :, ::-1]]))
+        return out[:len(x)] + out[len(x):]
+
+    forward = jax.jit(forward, compiler_options=xla_cpu.compiler_options(xla_cpu.SCORING))
+
+    def run(variables, images: np.ndarray) -> np.ndarray:
+        outs = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            pad = batch_size - len(chunk)  # one shape, one compilation
+            padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)]) if pad else chunk
+            outs.append(np.asarray(forward(variables, padded))[:len(chunk)])
+        return np.concatenate(outs)
+
+    return run
+
+
+def evaluate_fr(teacher: teachers.Teacher, variables: Mapping[str, Any],
+                heldout: face_corpus.CorpusSplit, s: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Verification on held-out identities: trained teacher and the same net at random init."""
+    run = teacher_outputs(teacher, int(s.eval.batch_size), flip_sum=True)
+    random_init = _init_variables(teacher, _init_key(int(s.seed), 1000))
+    kw = dict(max_negative_pairs=int(s.eval.max_negative_pairs), folds=int(s.eval.folds), seed=int(s.seed))
+    return {"protocol": "cosine of L2-normalised (embedding(image) + embedding(mirrored image)); "
+                        f"{len(heldout)} images of {len(np.unique(heldout.identity))} held-out identities",
+            "trained": verification_metrics(run(variables, heldout.images), heldout.identity, **kw),
+            "random_init": verification_metrics(run(random_init, heldout.images), heldout.identity, **kw)}
+
+
+def evaluate_fa(teacher: teachers.Teacher, variables: Mapping[str, Any],
+                heldout: face_corpus.CorpusSplit, train_attributes: np.ndarray,
+                s: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Attribute accuracy / AUC on held-out identities: trained teacher and random init."""
+    c_dim = teacher.output_dim
+    names = ATTRIBUTES[:c_dim]
+    run = teacher_outputs(teacher, int(s.eval.batch_size))
+    random_init = _init_variables(teacher, _init_key(int(s.seed), 1000))
+    attrs = heldout.attributes[:, :c_dim]
+    return {"protocol": f"logit > 0 on {len(heldout)} images of "
+                        f"{len(np.unique(heldout.identity))} held-out identities",
+            "trained": attribute_metrics(run(variables, heldout.images), attrs, names,
+                                         train_attributes[:, :c_dim]),
+            "random_init": attribute_metrics(run(random_init, heldout.images), attrs, names,
+                                             train_attributes[:, :c_dim])}
+
+
+# ============================================================================================
+# Training + saving one teacher, and the cache
+# ============================================================================================
+
+
+def _write_json_atomically(path: str, payload: Mapping[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _check_structure(variables: Any, teacher: teachers.Teacher) -> None:
+    """The saved variables must be exactly what `Teacher.init` makes (what loading restores)."""
+    want = jax.eval_shape(teacher.init, jax.random.key(0))
+    got_tree, want_tree = jax.tree.structure(variables), jax.tree.structure(want)
+    pairs = zip(jax.tree.leaves(variables), jax.tree.leaves(want), strict=True)
+    shapes_ok = got_tree == want_tree and all(np.shape(a) == b.shape for a, b in pairs)
+    if not shapes_ok:
+        raise AssertionError(f"trained {teacher.name} variables do not match Teacher.init's structure")
+
+
+def train_teacher(config, name: str, settings: ml_collections.ConfigDict,
+                  corpus: Mapping[str, face_corpus.CorpusSplit],
+                  log: Log = print) -> tuple[Any, dict[str, Any]]:
+    """Trains and evaluates teacher `name` of `config` (pure apart from logging): its
+    variables (structure of ``Teacher.init``) and its report (settings, history, quality)."""
+    teacher = teacher_module(config, name)
+    train, heldout = corpus["train"], corpus["heldout"]
+    t0 = time.perf_counter()
+    if name == "fr":
+        labels, num_classes = train.class_labels()
+        variables, record = train_fr_teacher(teacher, train.images, labels, num_classes,
+                                             settings.fr, int(settings.seed), int(settings.log_every), log)
+        quality = evaluate_fr(teacher, variables, heldout, settings)
+    else:
+        attrs = train.attributes[:, :teacher.output_dim]
+        variables, record = train_fa_teacher(teacher, train.images, attrs, settings.fa,
+                                             int(settings.seed), int(settings.log_every), log)
+        quality = evaluate_fa(teacher, variables, heldout, train.attributes, settings)
+    variables = jax.tree.map(np.asarray, variables)
+    _check_structure(variables, teacher)
+    history = record["history"]
+    report = {
+        **_cache_payload(config, name, settings),
+        "kind": teachers.TEACHER_KINDS[name],
+        "eval_settings": settings.eval.to_dict(),
+        "train_seconds": round(record["seconds"], 1),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "final_loss": history[-1]["loss"], "first_loss": history[0]["loss"],
+        "history": history,
+        "quality": quality,
+        "disjointness": (f"corpus identity ids and video ids start at {face_corpus.ID_OFFSET} / "
+                         f"{face_corpus.VIDEO_OFFSET}; the FAS benchmark's start at 0"),
+    }
+    return variables, report
+
+
+def _existing(path: str, kind: str) -> bool:
+    try:
+        conversion.check_converted(path, kind)
+        return True
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _check_benchmark_disjoint(config, corpus: face_corpus.CorpusSettings) -> None:
+    if config.data.dataset != "synthetic_fas":
+        return
+    from dtda_jax.data import synthetic_fas  # tensorflow_datasets: imported only when needed
+
+    bench = synthetic_fas.SyntheticFasConfig(image_size=int(config.data.image_size),
+                                             seed=int(config.data.synthetic_seed),
+                                             **dict(config.data.synthetic_overrides))
+    plan = face_corpus.corpus_plan(corpus)
+    face_corpus.check_disjoint_from_benchmark([v.identity_id for v in plan], [v.video_id for v in plan],
+                                              synthetic_fas.dataset_plan(bench))
+
+
+def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.ConfigDict | None = None,
+                            names: Sequence[str] = TEACHER_NAMES, log: Log = print) -> dict[str, str]:
+    """Checkpoint directories of the config's trained teachers, training only what is missing.
+
+    Layout of `cache_dir`: ``corpus/`` (the rendered face corpus), one checkpoint per teacher
+    named by :func:`teacher_cache_name` (manifest.json + variables/, as converters write) and
+    its training report ``<name>.report.json`` (the manifest's source file, pinned by sha256).
+    Writes are atomic (report: temp file + rename; checkpoint: staging dir + rename), so an
+    interrupted call leaves no half checkpoint and the next call trains it again. Two processes
+    filling the same cache at once both train; the first checkpoint written is kept.
+    """
+    settings = settings if settings is not None else default_teacher_training_config()
+    check_teacher_training_settings(settings)
+    unknown = [n for n in names if n not in TEACHER_NAMES]
+    if unknown:
+        raise ValueError(f"Unknown teachers {unknown}; choose from {TEACHER_NAMES}.")
+    cache_dir = os.path.abspath(cache_dir)
+    paths = {n: os.path.join(cache_dir, teacher_cache_name(config, n, settings)) for n in names}
+    missing = [n for n in names if not _existing(paths[n], teachers.TEACHER_KINDS[n])]
+    for n in names:
+        if n not in missing:
+            log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
+    if not missing:
+        return paths
+    corpus_cfg = corpus_settings(config, settings)
+    _check_benchmark_disjoint(config, corpus_cfg)
+    corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(cache_dir, "corpus"), corpus_cfg, log)
+    for n in missing:
+        variables, report = train_teacher(config, n, settings, corpus, log)
+        report["corpus"]["file"] = os.path.basename(corpus_path)
+        report_path = paths[n] + ".report.json"
+        if _existing(paths[n], teachers.TEACHER_KINDS[n]):  # another process was faster
+            log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
+            continue
+        _write_json_atomically(report_path, report)
+        extra = {"trained_by": {"tool": "dtda_jax.teacher_training", "trainer_version": TRAINER_VERSION,
+                                "cache_name": os.path.basename(paths[n]),
+                                "trained_at": datetime.datetime.now(datetime.timezone.utc)
+                                .isoformat(timespec="seconds")},
+                 "quality": report["quality"]}
+        if n == "fa":
+            extra["attributes"] = list(ATTRIBUTES[:teacher_architecture(config, "fa")["c_dim"]])
+        try:
+            conversion.save_converted(paths[n], variables, kind=teachers.TEACHER_KINDS[n],
+                                      architecture=teacher_architecture(config, n),
+                                      source=report_path, extra=extra)
+        except FileExistsError:  # another process finished the same teacher first
+            if not _existing(paths[n], teachers.TEACHER_KINDS[n]):
+                raise
+            log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
+            continue
+        log(f"[teachers] {n}: saved {paths[n]}")
+    return paths
+
+
+# ============================================================================================
+# Reporting and the command line
+# ============================================================================================
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def format_quality_table(quality: Mapping[str, Mapping[str, Any]]) -> str:
+    """A plain-text table of teacher quality: trained vs random-init (and the majority floor)."""
+    rows = [("teacher", "metric", "trained", "random-init", "majority")]
+    if "fr" in quality:
+        q = quality["fr"]
+        tr, ri = q["trained"], q["random_init"]
+        folds = next(k for k in tr if k.endswith("fold_accuracy"))
+        for key, label in (("auc", "verification AUC"), ("tar_at_far_1e-02", "TAR@FAR=1e-2"),
+                           ("tar_at_far_1e-03", "TAR@FAR=1e-3"),
+                           (folds, f"{folds.split('_')[0]} accuracy"),
+                           ("mean_genuine_cosine", "mean genuine cos"),
+                           ("mean_impostor_cosine", "mean impostor cos")):
+            rows.append(("fr", label, _fmt(tr[key]), _fmt(ri[key]), ""))
+        pairs = f"{tr['genuine_pairs']}/{tr['impostor_pairs']}"
+        rows.append(("fr", "pairs (genuine/impostor)", pairs, "", ""))
+    if "fa" in quality:
+        tr, ri = quality["fa"]["trained"], quality["fa"]["random_init"]
+        for name in tr["accuracy"]:
+            rows.append(("fa", f"{name} acc", _fmt(tr["accuracy"][name]), _fmt(ri["accuracy"][name]),
+                         _fmt(tr["majority_accuracy"][name])))
+        rows.append(("fa", "mean acc", _fmt(tr["mean_accuracy"]), _fmt(ri["mean_accuracy"]),
+                     _fmt(tr["mean_majority_accuracy"])))
+        rows.append(("fa", "mean AUC", _fmt(tr["mean_auc"]), _fmt(ri["mean_auc"]), "0.500"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _apply_override(settings: ml_collections.ConfigDict, assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"--set expects key=value (e.g. fr.steps=100), got {assignment!r}")
+    node = settings
+    *parents, leaf = key.strip().split(".")
+    for p in parents:
+        node = node[p]
+    if leaf not in node:
+        raise ValueError(f"unknown teacher training setting {key!r}")
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()
+    try:
+        node[leaf] = parsed
+    except TypeError as err:
+        raise ValueError(f"{key}: {err}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, str]:
+    parser = argparse.ArgumentParser(description="Train the DTDA teachers of a config on synthetic "
+                                     "faces disjoint from the FAS benchmark; print their quality.")
+    parser.add_argument("--config", required=True, help="config file, optionally with its argument "
+                        "(configs/synthetic.py or configs/synthetic.py:dtda)")
+    parser.add_argument("--out", required=True, help="cache directory for the corpus and the teachers")
+    parser.add_argument("--teachers", default="fr,fa", help="which teachers (default fr,fa)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training setting, e.g. --set fr.steps=100 (repeatable)")
+    args = parser.parse_args(argv)
+    from dtda_jax import config_lib
+
+    path, _, arg = args.config.partition(":")
+    config = config_lib.load_config_file(path, *([arg] if arg else []))
+    settings = default_teacher_training_config()
+    try:
+        for assignment in args.set:
+            _apply_override(settings, assignment)
+    except (ValueError, KeyError, AttributeError) as err:
+        parser.exit(2, f"error: {err}\n")
+    names = tuple(n.strip() for n in args.teachers.split(",") if n.strip())
+    t0 = time.perf_counter()
+    paths = ensure_trained_teachers(config, args.out, settings, names)
+    quality = {n: conversion.read_manifest(p)["quality"] for n, p in paths.items()}
+    took = format_duration(time.perf_counter() - t0)
+    print(f"\nTeacher quality on held-out synthetic identities ({took}):")
+    print(format_quality_table(quality))
+    print("\nPoint a config at them:")
+    for n, p in paths.items():
+        print(f"  config.teachers.{n}_checkpoint = {p!r}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
