@@ -13,6 +13,7 @@ import os
 import ml_collections
 
 from dtda_jax.data.render import DOMAINS  # the built-in benchmark's domains
+from dtda_jax.teacher_settings import check_teacher_training_settings, default_teacher_training_config
 
 # The paper's five ablation variants (Table II): which teachers distil and whether the
 # student and teachers see domain-adversarial images; plus "dat", the domain-adversarial
@@ -124,6 +125,12 @@ def base_config() -> ml_collections.ConfigDict:
     t.fa_repeat_num = 6
     t.fa_c_dim = 5
     t.fa_checkpoint = ""  # converted 200000-D.ckpt; empty = random init (loud warning)
+    # Own teachers: where a *_checkpoint is empty, train that teacher first in JAX on synthetic
+    # faces disjoint from the benchmark (dtda_jax/teacher_training.py) and use it; cached in
+    # own_teachers_dir ("" = <data.data_dir>/teachers) by architecture and training settings.
+    t.own_teachers = False
+    t.own_teachers_dir = ""
+    t.own_training = default_teacher_training_config()
 
     # --- losses (Eq. 6-9) -------------------------------------------------------------------
     c.loss = ml_collections.ConfigDict()
@@ -169,9 +176,10 @@ def synthetic_demo_config(target_domain: str, variant: str = "dtda") -> ml_colle
 
     The analogue of the paper's Protocol I: train on three domains, test on the fourth.
     64x64 images, batch 3 domains x 2 classes x 8 = 48, the student's ResNet-18 at full width,
-    teachers at a reduced input size. Teachers are random unless converted checkpoints are
-    configured (the run says so loudly); with random teachers the distillation terms act as a
-    fixed random-feature regulariser, not as face priors.
+    teachers at a reduced input size. The teachers are the project's own (teachers.own_teachers):
+    trained first on synthetic faces of other identities, cached in data/teachers; with
+    own_teachers=False and no converted checkpoint they are random networks (the run says so
+    loudly) and the distillation terms act as a fixed random-feature regulariser.
     """
     if target_domain not in DOMAINS:
         raise ValueError(f"Unknown target domain {target_domain!r}; the built-in benchmark has "
@@ -186,8 +194,9 @@ def synthetic_demo_config(target_domain: str, variant: str = "dtda") -> ml_colle
     c.domain_classifier.width = 16
     c.domain_classifier.num_steps = 60
     c.domain_classifier.learning_rate = 0.05
-    # Random teachers have no trained input size; 64 px at half width keeps them affordable on
-    # a CPU. Converted real teachers run at 112 / 128 (their training resolutions).
+    # The benchmark's resolution at half width keeps the teachers affordable on a CPU.
+    # Converted real teachers run at 112 / 128 (their training resolutions).
+    c.teachers.own_teachers = True
     c.teachers.fr_arch = "r18"
     c.teachers.fr_width = 32
     c.teachers.fr_input_size = 64
@@ -358,6 +367,11 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     fa_stride = 2 ** c.teachers.fa_repeat_num
     _require(c.teachers.fa_image_size % fa_stride == 0, "teachers.fa_image_size",
              f"must be divisible by 2**fa_repeat_num = {fa_stride}, got {c.teachers.fa_image_size}.")
+    if c.teachers.own_teachers:
+        try:
+            check_teacher_training_settings(c.teachers.own_training)
+        except ValueError as err:
+            raise ConfigError(f"config.teachers.own_training: {err}") from None
     _require(c.loss.temperature > 0, "loss.temperature", f"must be > 0, got {c.loss.temperature}.")
     _require(c.loss.lambda_fr >= 0 and c.loss.lambda_fa >= 0, "loss.lambda_fr/lambda_fa", "must be >= 0.")
     _require(c.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {c.optim.learning_rate}.")

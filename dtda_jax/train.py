@@ -12,6 +12,7 @@ over the global batch and the result does not depend on the number of devices.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -176,7 +177,8 @@ def weights_provenance(path: str) -> dict[str, Any]:
     manifest = conversion.read_manifest(path)
     return {"origin": os.path.abspath(path), "kind": manifest["kind"],
             "source_file": manifest["source_file"], "source_sha256": manifest["source_sha256"],
-            "architecture": manifest["architecture"]}
+            "architecture": manifest["architecture"],
+            **{k: manifest[k] for k in ("trained_by", "quality") if k in manifest}}  # own teachers
 
 
 def images_to_unit_range(images: jax.Array) -> jax.Array:
@@ -528,6 +530,26 @@ def check_same_config(config, workdir: str) -> None:
                 "the same config, or start a new run in a fresh --workdir.")
 
 
+def with_own_teachers(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config with each empty teacher checkpoint pointing at the project's own trained
+    teacher when `teachers.own_teachers` is on (trained first if its cache lacks it, see
+    dtda_jax/teacher_training.py); unchanged otherwise. The recorded config.json keeps the
+    empty paths: the cache name follows from the config, so a resumed run finds the same
+    teachers."""
+    t = config.teachers
+    names = [n for n in make_teachers(config) if not t[f"{n}_checkpoint"]]
+    if not t.own_teachers or not names:
+        return config
+    from dtda_jax import teacher_training  # the face corpus renderer is only needed here
+
+    cache_dir = t.own_teachers_dir or os.path.join(config.data.data_dir, "teachers")
+    paths = teacher_training.ensure_trained_teachers(config, cache_dir, t.own_training, names=names)
+    config = copy.deepcopy(config)
+    for name, path in paths.items():
+        config.teachers[f"{name}_checkpoint"] = path
+    return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after: int | None = None, num_devices: int | None = None) -> dict | None:
     """Runs (or resumes) both stages in `workdir` and returns the results dict.
@@ -559,6 +581,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         stop_after = None if stop_after is None else stop_after - config.domain_classifier.num_steps
 
     # --- teachers, student, optimiser ---
+    config = with_own_teachers(config)
     teachers = make_teachers(config)
     frozen.update(init_teacher_variables(teachers, rng_key(config.seed + 2), config))
     frozen = jax.device_put(frozen, replicated(mesh))
@@ -691,8 +714,9 @@ def print_results(results: dict) -> None:
     used["student encoder"] = results["student_encoder_init"]
     if results["domain_classifier_encoder_init"] is not None:
         used["domain-classifier encoder"] = results["domain_classifier_encoder_init"]
-    print("Weights: " + "; ".join(f"{name} <- {w.get('source_file', w['origin'])}"
-                                  for name, w in used.items()), flush=True)
+    print("Weights: " + "; ".join(
+        f"{name} <- {w['origin'] if 'trained_by' in w else w.get('source_file', w['origin'])}"
+        for name, w in used.items()), flush=True)
     random_teachers = [n for n, t in results["teachers"].items() if t["random_init"]]
     if random_teachers:
         print(f"NOTE: teacher(s) {random_teachers} were randomly initialised (no converted checkpoint).",

@@ -117,3 +117,24 @@ def test_unknown_variant_and_domain_are_named():
 ])
 def test_default_workdir(argument, expected):
     assert default_workdir(argument) == expected
+
+
+def test_demo_configs_train_their_own_teachers_and_bad_settings_are_named():
+    demo = config_lib.synthetic_demo_config("kiosk")
+    assert demo.teachers.own_teachers and not demo.teachers.fr_checkpoint
+    assert not config_lib.base_config().teachers.own_teachers  # real protocols: converted teachers
+    demo.teachers.own_training.fr.steps = 0
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"config.teachers.own_training: .*fr.steps must be >= 1"):
+        config_lib.validate_config(demo)
+    demo.teachers.own_teachers = False  # the settings are unused then
+    config_lib.validate_config(demo)
+
+
+def test_a_run_recorded_before_own_teachers_existed_resumes_with_random_teachers():
+    recorded = config_lib.synthetic_demo_config("kiosk").to_dict()
+    for field in ("own_teachers", "own_teachers_dir", "own_training"):
+        del recorded["teachers"][field]
+    merged = config_lib.with_defaults(recorded)
+    assert merged["teachers"]["own_teachers"] is False
+    assert merged["teachers"]["own_training"]["fr"]["steps"] >= 1
