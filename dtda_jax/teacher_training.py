@@ -72,7 +72,7 @@ __all__ = [
     "kfold_threshold_accuracy", "verification_metrics", "attribute_metrics", "teacher_module",
     "teacher_architecture", "corpus_settings", "teacher_cache_name", "train_fr_teacher",
     "train_fa_teacher", "teacher_outputs", "evaluate_fr", "evaluate_fa", "train_teacher",
-    "ensure_trained_teachers", "format_quality_table", "main",
+    "ensure_trained_teachers", "quality_summary", "format_quality_table", "main",
 ]
 
 # Part of every cache name: bump it when training changes in a way the settings do not show.
@@ -643,6 +643,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
     for n in names:
         if n not in missing:
             log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
+            log(quality_summary(n, conversion.read_manifest(paths[n])["quality"]))
     if not missing:
         return paths
     corpus_cfg = corpus_settings(config, settings)
@@ -673,6 +674,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
             log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
             continue
         log(f"[teachers] {n}: saved {paths[n]}")
+        log(quality_summary(n, report["quality"]))
     return paths
 
 
@@ -683,6 +685,18 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
 
 def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def quality_summary(name: str, quality: Mapping[str, Any]) -> str:
+    """One log line: the teacher's headline held-out metric, trained vs random init."""
+    tr, ri = quality["trained"], quality["random_init"]
+    if name == "fr":
+        return (f"[teachers] fr quality on held-out identities: verification AUC {_fmt(tr['auc'])} "
+                f"(random init {_fmt(ri['auc'])}), TAR@FAR=1e-2 {_fmt(tr['tar_at_far_1e-02'])} "
+                f"({_fmt(ri['tar_at_far_1e-02'])})")
+    return (f"[teachers] fa quality on held-out identities: mean attribute accuracy "
+            f"{_fmt(tr['mean_accuracy'])} (random init {_fmt(ri['mean_accuracy'])}, majority "
+            f"class {_fmt(tr['mean_majority_accuracy'])}), mean AUC {_fmt(tr['mean_auc'])}")
 
 
 def format_quality_table(quality: Mapping[str, Mapping[str, Any]]) -> str:

@@ -334,6 +334,8 @@ def test_a_run_with_own_teachers_distils_from_the_cached_ones(trained, data_dir,
         results = train.train_and_evaluate(config, str(workdir))
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" not in out
+    auc = _report(paths["fr"])["quality"]["trained"]["auc"]
+    assert f"fr quality on held-out identities: verification AUC {auc:.3f}" in out
     for name in ("fr", "fa"):
         used = results["teachers"][name]
         assert used["origin"] == paths[name] and not used["random_init"]
