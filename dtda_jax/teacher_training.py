@@ -47,7 +47,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,6 +57,7 @@ import numpy as np
 import optax
 
 from dtda_jax import conversion, teachers, xla_cpu
+from dtda_jax.atomic_write import write_atomically
 from dtda_jax.data import face_corpus
 from dtda_jax.data.render import ATTRIBUTES
 from dtda_jax.evaluation import metrics
@@ -542,16 +542,7 @@ def evaluate_fa(teacher: teachers.Teacher, variables: Mapping[str, Any],
 
 
 def _write_json_atomically(path: str, payload: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda f: json.dump(payload, f, indent=2), binary=False)
 
 
 def _check_structure(variables: Any, teacher: teachers.Teacher) -> None:

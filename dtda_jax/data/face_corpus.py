@@ -27,12 +27,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from typing import Callable, Iterable
 
 import numpy as np
 
+from dtda_jax.atomic_write import write_atomically
 from dtda_jax.data import render
 
 __all__ = ["ID_OFFSET", "VIDEO_OFFSET", "SPLITS", "CorpusSettings", "CorpusSplit",
@@ -197,20 +197,7 @@ def _settings_json(settings: CorpusSettings) -> str:
 
 
 def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".face_corpus-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def _read(path: str, settings: CorpusSettings) -> dict[str, CorpusSplit]:
