@@ -398,6 +398,89 @@ def is_better(new: dict, best: dict | None) -> bool:
     return (new["hter"], -new["auc"]) < (best["hter"], -best["auc"])
 
 
+def train_evaluated_stage(*, stage: str, state: TrainState, step_fn: Callable, iterator, model: nn.Module,
+                          stage_dir: str, num_steps: int, global_batch: int, protocol: pipeline.Protocol,
+                          config: ml_collections.ConfigDict, mesh, writer: MetricWriter,
+                          init_fn: Callable[[TrainState], TrainState] | None = None,
+                          stop_after: int | None = None) -> tuple[TrainState, dict, dict] | None:
+    """Trains a live/spoof model (resumable) with evaluation on the target every
+    `train.eval_every` steps and at the end; returns (state, best-on-target eval, last eval),
+    or None when `stop_after` ended it early.
+
+    Files under `stage_dir`: checkpoints/<stage> (latest, for resume), checkpoints/<stage>_best,
+    best.json, eval.jsonl (one line per evaluation) and scores/step_*.npz (per-video labels
+    and scores). `init_fn` replaces the fresh state when there is nothing to resume (e.g.
+    ImageNet initialisation). `model` must return "cls_logits" (scored by live_probability).
+    """
+    if config.train.eval_every % config.train.checkpoint_every:
+        raise config_lib.ConfigError(
+            "config.train.eval_every must be a multiple of config.train.checkpoint_every (evaluation "
+            f"runs on checkpointed states); got {config.train.eval_every} and "
+            f"{config.train.checkpoint_every}.")
+    latest = StageCheckpoints(os.path.join(stage_dir, "checkpoints", stage))
+    best = StageCheckpoints(os.path.join(stage_dir, "checkpoints", f"{stage}_best"), with_data=False)
+    best_path = os.path.join(stage_dir, "best.json")
+    eval_path = os.path.join(stage_dir, "eval.jsonl")
+    scores_dir = os.path.join(stage_dir, "scores")
+    best_eval = None
+    if latest.latest_step() is not None:
+        state = latest.restore(state, iterator)
+        done = int(state.step)
+        print(f"[{stage}] resumed from step {done}" if done < num_steps else
+              f"[{stage}] already trained ({done} steps), restored", flush=True)
+        if os.path.exists(best_path):
+            with open(best_path) as f:
+                best_eval = json.load(f)
+    elif init_fn is not None:
+        state = init_fn(state)
+    score_fn = jit_live_probability(model)
+
+    def evaluate(step: int, st: TrainState) -> dict:
+        result, scores = evaluate_student(score_fn, {"params": st.params, "batch_stats": st.batch_stats},
+                                          protocol, config, mesh)
+        result["step"] = step
+        os.makedirs(scores_dir, exist_ok=True)
+        path = os.path.join(scores_dir, f"step_{step:07d}.npz")
+        with open(path + ".tmp", "wb") as f:  # renamed when complete: never a half-written file
+            np.savez(f, **scores)
+        os.replace(path + ".tmp", path)
+        writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
+        with open(eval_path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        print(f"[eval {stage}] step {step}: target HTER {100 * result['hter']:.2f}% "
+              f"({result['threshold_policy']}) AUC {100 * result['auc']:.2f}% "
+              f"| source-val AUC {100 * result['source_val_auc']:.2f}%", flush=True)
+        return result
+
+    def on_checkpoint(step: int, st: TrainState) -> None:
+        nonlocal best_eval
+        if step % config.train.eval_every and step != num_steps:
+            return
+        result = evaluate(step, st)
+        if is_better(result, best_eval):
+            best_eval = result
+            best.save(step, st)
+            with open(best_path, "w") as f:
+                json.dump(result, f, indent=2)
+
+    state = run_stage(stage=stage, state=state, step_fn=step_fn, data_iterator=iterator, mesh=mesh,
+                      num_steps=num_steps, global_batch=global_batch, log_every=config.train.log_every,
+                      checkpoint_every=config.train.checkpoint_every, checkpoints=latest, writer=writer,
+                      on_checkpoint=on_checkpoint, stop_after=stop_after)
+    latest.close()
+    best.close()
+    if int(state.step) < num_steps:
+        return None
+    last_eval = None
+    if os.path.exists(eval_path):
+        with open(eval_path) as f:
+            evals = [json.loads(line) for line in f]
+        last_eval = next((e for e in reversed(evals) if e["step"] == num_steps), None)
+    if last_eval is None:
+        last_eval = evaluate(num_steps, state)
+    return state, best_eval, last_eval
+
+
 # ============================================================================================
 # Stage 1: domain classifier
 # ============================================================================================
@@ -554,8 +637,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after: int | None = None, num_devices: int | None = None) -> dict | None:
     """Runs (or resumes) both stages in `workdir` and returns the results dict.
 
-    Returns None when `stop_after` ended the run early (a simulated preemption).
+    Returns None when `stop_after` ended the run early (a simulated preemption). A config
+    with method.name == "kdfas" runs the second method (dtda_jax/kdfas.py) instead.
     """
+    if config.method.name == "kdfas":
+        from dtda_jax import kdfas  # it builds on this module
+
+        return kdfas.train_and_evaluate(config, workdir, stop_after, num_devices)
     config_lib.validate_config(config)
     check_weight_files(config)
     os.makedirs(workdir, exist_ok=True)
@@ -599,81 +687,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         crop_padding=d.augment_crop_padding, process_index=jax.process_index(),
         process_count=jax.process_count())
 
-    # --- checkpoints: latest for resume, best-on-target for selection ---
-    latest = StageCheckpoints(os.path.join(workdir, "checkpoints", "student"))
-    best = StageCheckpoints(os.path.join(workdir, "checkpoints", "student_best"), with_data=False)
-    best_path = os.path.join(workdir, "best.json")
-    best_eval = None
-    if latest.latest_step() is not None:
-        state = latest.restore(state, iterator)
-        print(f"[student] resumed from step {int(state.step)}", flush=True)
-        if os.path.exists(best_path):
-            with open(best_path) as f:
-                best_eval = json.load(f)
-    elif config.model.init_checkpoint:
-        state = with_pretrained_encoder(state, config.model.init_checkpoint, config.model.width,
-                                        "model", tx, mesh)
-
-    score_fn = jit_live_probability(student)
-    eval_path = os.path.join(workdir, "eval.jsonl")
-    scores_dir = os.path.join(workdir, "scores")  # per-video labels and scores of each evaluation
-
-    def evaluate(step: int, st: TrainState) -> dict:
-        result, scores = evaluate_student(score_fn, {"params": st.params, "batch_stats": st.batch_stats},
-                                          protocol, config, mesh)
-        result["step"] = step
-        os.makedirs(scores_dir, exist_ok=True)
-        path = os.path.join(scores_dir, f"step_{step:07d}.npz")
-        with open(path + ".tmp", "wb") as f:  # renamed when complete: never a half-written file
-            np.savez(f, **scores)
-        os.replace(path + ".tmp", path)
-        writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
-        with open(eval_path, "a") as f:
-            f.write(json.dumps(result) + "\n")
-        print(f"[eval] step {step}: target HTER {100 * result['hter']:.2f}% "
-              f"({result['threshold_policy']}) AUC {100 * result['auc']:.2f}% "
-              f"| source-val AUC {100 * result['source_val_auc']:.2f}%", flush=True)
-        return result
-
-    def on_checkpoint(step: int, st: TrainState) -> None:
-        nonlocal best_eval
-        if step % config.train.eval_every and step != config.train.num_steps:
-            return
-        result = evaluate(step, st)
-        if is_better(result, best_eval):
-            best_eval = result
-            best.save(step, st)
-            with open(best_path, "w") as f:
-                json.dump(result, f, indent=2)
-
-    if config.train.eval_every % config.train.checkpoint_every:
-        raise config_lib.ConfigError(
-            "config.train.eval_every must be a multiple of config.train.checkpoint_every (evaluation "
-            f"runs on checkpointed states); got {config.train.eval_every} and "
-            f"{config.train.checkpoint_every}.")
     step_fn = build_student_step(config, student, tx, schedule, teachers, domain_model, mesh)
-    state = run_stage(stage="student", state=state,
-                      step_fn=lambda s, b: step_fn(s, frozen, b), data_iterator=iterator, mesh=mesh,
-                      num_steps=config.train.num_steps, global_batch=global_batch,
-                      log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
-                      checkpoints=latest, writer=writer, on_checkpoint=on_checkpoint,
-                      stop_after=stop_after)
-    latest.close()
-    best.close()
-    if int(state.step) < config.train.num_steps:
+    init_fn = None
+    if config.model.init_checkpoint:
+        init_fn = lambda st: with_pretrained_encoder(st, config.model.init_checkpoint, config.model.width,
+                                                     "model", tx, mesh)
+    outcome = train_evaluated_stage(
+        stage="student", state=state, step_fn=lambda s, b: step_fn(s, frozen, b), iterator=iterator,
+        model=student, stage_dir=workdir, num_steps=config.train.num_steps, global_batch=global_batch,
+        protocol=protocol, config=config, mesh=mesh, writer=writer, init_fn=init_fn,
+        stop_after=stop_after)
+    if outcome is None:
         writer.close()
         return None
+    state, best_eval, last_eval = outcome
 
     # --- results ---
-    last_eval = None
-    if os.path.exists(eval_path):
-        with open(eval_path) as f:
-            evals = [json.loads(line) for line in f]
-        last_eval = next((e for e in reversed(evals) if e["step"] == config.train.num_steps), None)
-    if last_eval is None:
-        last_eval = evaluate(config.train.num_steps, state)
     results = {
-        "protocol": f"{'&'.join(protocol.domain_names[:-1])} -> {protocol.domain_names[-1]}",
+        "protocol": protocol_name(protocol),
         "variant": variant,
         "method": dict(config.method),
         "selection": config.eval.selection,
@@ -690,13 +721,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                            if config.method.use_domain_attack else None),
         "wall_time_s_this_process": time.perf_counter() - t_start,
     }
+    finish_run(results, workdir, writer, t_start, print_weights)
+    return results
+
+
+def protocol_name(protocol: pipeline.Protocol) -> str:
+    """"studio&webcam&phone -> kiosk"."""
+    return f"{'&'.join(protocol.domain_names[:-1])} -> {protocol.domain_names[-1]}"
+
+
+def finish_run(results: dict, workdir: str, writer: MetricWriter, t_start: float,
+               print_models: Callable[[dict], None]) -> None:
+    """Writes results.json, closes the writer, prints the results table and where the models
+    came from (`print_models`)."""
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     writer.close()
     print_results(results)
+    print_models(results)
     print(f"[run] done in {format_duration(time.perf_counter() - t_start)}; results in "
           f"{os.path.join(os.path.abspath(workdir), 'results.json')}", flush=True)
-    return results
 
 
 def print_results(results: dict) -> None:
@@ -710,6 +754,10 @@ def print_results(results: dict) -> None:
     print(f"HTER/ACER threshold policy: {results['threshold_policy']}; scores are per video "
           f"({results['video_reduce']} of frame live probabilities); reported selection: "
           f"{results['selection']}.", flush=True)
+
+
+def print_weights(results: dict) -> None:
+    """Where a DTDA run's teachers and encoder initialisations came from."""
     used = {f"teacher {n}": t for n, t in results["teachers"].items()}
     used["student encoder"] = results["student_encoder_init"]
     if results["domain_classifier_encoder_init"] is not None:

@@ -62,7 +62,7 @@ def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(sweep, monkeyp
     assert experiments.main(argv) == 0
     assert calls == [str(interrupted)]
     printed = capsys.readouterr().out
-    assert "4 runs, 3 already finished, 1 to go" in printed and "resumed from step 2" in printed
+    assert "4 runs, 3 already finished, 1 to go" in printed and "[student] already trained (2 steps), restored" in printed
     assert json.loads((interrupted / "results.json").read_text())["reported"] == kept["reported"]
 
 
