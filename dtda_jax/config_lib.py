@@ -1,4 +1,5 @@
-"""Default DTDA configuration, the ablation variants, and config validation.
+"""Default configuration (DTDA, and KDFAS as the second method), the ablation variants, and
+config validation.
 
 Protocol files in `configs/` start from `base_config()` and override a few fields, so a
 reader sees in one place what a protocol changes. `validate_config` runs before any work
@@ -30,6 +31,19 @@ VARIANTS = {
                 use_grl_domain_head=True),
 }
 PAPER_VARIANTS = ("baseline", "fr", "fa", "fr_fa", "dtda")  # Table II's rows
+
+# KDFAS (method.name = "kdfas", dtda_jax/kdfas.py): its ablation rows. "kd_teacher" reports the
+# ViT teacher alone; the others train the student without KD, with one KD term, or with both.
+KDFAS_VARIANTS = {
+    "kd_teacher": dict(report="teacher", use_decision_kd=False, use_feature_kd=False),
+    "kd_student": dict(report="student", use_decision_kd=False, use_feature_kd=False),
+    "kd_decision": dict(report="student", use_decision_kd=True, use_feature_kd=False),
+    "kd_feature": dict(report="student", use_decision_kd=False, use_feature_kd=True),
+    "kdfas": dict(report="student", use_decision_kd=True, use_feature_kd=True),
+}
+ALL_VARIANTS = (*VARIANTS, *KDFAS_VARIANTS)
+METHODS = ("dtda", "kdfas")
+KDFAS_REPORTS = ("student", "teacher")
 
 THRESHOLD_POLICIES = ("target_eer", "source_val_eer", "fixed")
 SELECTION_POLICIES = ("best_on_target", "last")
@@ -86,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # --- method (Table II variants) ---------------------------------------------------------
     c.method = m = ml_collections.ConfigDict()
+    m.name = "dtda"  # "kdfas": the second method (config.kdfas, dtda_jax/kdfas.py)
     m.use_fr_teacher = True
     m.use_fa_teacher = True
     m.use_domain_attack = True
@@ -166,7 +181,68 @@ def base_config() -> ml_collections.ConfigDict:
     e.fixed_threshold = 0.5
     e.selection = "best_on_target"  # what every DG FAS repo reports; "last" is honest
     e.fpr_targets = (1e-2, 5e-3, 1e-3)
+
+    c.kdfas = kdfas_defaults()  # read only when method.name == "kdfas"
     return c
+
+
+def vit_config(patch_size: int, width: int, depth: int, num_heads: int) -> ml_collections.ConfigDict:
+    """Size of a dtda_jax.models.vit.VisionTransformer (MLP width 4x, as in every ViT)."""
+    return ml_collections.ConfigDict(dict(patch_size=patch_size, width=width, depth=depth,
+                                          num_heads=num_heads, mlp_dim=4 * width))
+
+
+def adamw_config(learning_rate: float, warmup_steps: int) -> ml_collections.ConfigDict:
+    """AdamW with warm-up and cosine decay, the usual recipe for training ViTs."""
+    return ml_collections.ConfigDict(dict(
+        learning_rate=learning_rate, weight_decay=0.05, b1=0.9, b2=0.999, schedule="cosine",
+        warmup_steps=warmup_steps, step_boundaries=(), grad_clip_norm=1.0))
+
+
+def kdfas_defaults() -> ml_collections.ConfigDict:
+    """KDFAS (PRCV 2023; ../shared/paper/kdfas-readme.md): a ViT teacher trained on FAS, then a
+    smaller ViT student trained with cross-entropy plus decision-level KL distillation and
+    multi-stage feature distillation through token Gram matrices.
+
+    Choices where the KDFAS README is silent (all settings here):
+    - Sizes: teacher ViT-L/16 (24 blocks, width 1024, 303.3 M parameters, 1.21 GB in float32,
+      the README's "1.28 GB" teacher), student ViT-B/16 (12 blocks, width 768, 85.8 M, 343 MB
+      = 327 MiB; the README's "330.8 MB" student).
+    - Stages: the blocks are cut into `num_stages` equal stages and the tokens after the last
+      block of stage k are paired: teacher block k * depth_t / S with student block
+      k * depth_s / S (ViT-L/B, S = 4: blocks 6/12/18/24 with 3/6/9/12). Both depths must be
+      divisible by S.
+    - Gram matrix: over the patch tokens (the class token is distilled at the decision
+      level), centred over the tokens and cosine-normalised (losses.token_gram); the loss is
+      the mean squared difference, averaged over the stages. Teacher and student need the
+      same patch grid (same patch size).
+    - Loss: L = CE + lambda_decision * tau^2 KL(teacher || student at temperature tau)
+      + lambda_feature * L_gram, lambda_decision = 1, tau = 4 (as DTDA's KD terms),
+      lambda_feature = 10 (the Gram loss is O(0.01-0.1) where CE and KL are O(0.1-1)).
+    - Optimiser: AdamW (lr warm-up then cosine, weight decay 0.05, clip 1.0), the ViT recipe;
+      the teacher trains `teacher_num_steps`, the student `train.num_steps`.
+    - The teacher is trained from scratch on the protocol's source domains with
+      cross-entropy (no ImageNet initialisation is converted yet), evaluated like any
+      student, and frozen; its last state is distilled (not the best-on-target one).
+    """
+    k = ml_collections.ConfigDict()
+    k.teacher = vit_config(16, 1024, 24, 16)  # ViT-L/16
+    k.student = vit_config(16, 768, 12, 12)  # ViT-B/16
+    k.num_stages = 4
+    k.report = "student"  # "teacher": the teacher-alone ablation row (no student is trained)
+    k.use_decision_kd = True
+    k.use_feature_kd = True
+    k.lambda_decision = 1.0
+    k.lambda_feature = 10.0
+    k.temperature = 4.0
+    k.scale_kd_by_t2 = True
+    k.teacher_num_steps = 4000
+    k.teacher_optim = adamw_config(1e-4, 400)
+    k.student_optim = adamw_config(1e-4, 400)
+    # Trained teachers are cached by their settings (data, seed, size, optimiser) and shared
+    # by every run and variant that needs the same teacher; "" = <data.data_dir>/kdfas_teachers.
+    k.teacher_dir = ""
+    return k
 
 
 
@@ -211,6 +287,50 @@ def synthetic_demo_config(target_domain: str, variant: str = "dtda") -> ml_colle
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
     return c
+
+
+def kdfas_demo_config(target_domain: str, variant: str = "kdfas") -> ml_collections.ConfigDict:
+    """KDFAS on the built-in benchmark, leave-one-domain-out, sized for a laptop CPU.
+
+    Data and evaluation as `synthetic_demo_config` (64 px, batch 48, 400 steps). ViTs at
+    patch 8 (an 8 x 8 grid of tokens): a 6-block width-128 teacher (1.2 M parameters) and a
+    3-block width-96 student (0.34 M), about the ViT-L/ViT-B ratio; 3 stages pair teacher
+    blocks 2/4/6 with student blocks 1/2/3.
+    """
+    c = synthetic_demo_config(target_domain, "baseline")
+    use_kdfas(c, variant)
+    k = c.kdfas
+    k.teacher = vit_config(8, 128, 6, 4)
+    k.student = vit_config(8, 96, 3, 3)
+    k.num_stages = 3
+    k.teacher_num_steps = 400
+    k.teacher_optim = adamw_config(1e-3, 40)
+    k.student_optim = adamw_config(1e-3, 40)
+    return c
+
+
+def kdfas_protocol_config(sources: tuple[str, ...], target: str,
+                          variant: str = "kdfas") -> ml_collections.ConfigDict:
+    """KDFAS on prepared real datasets: the data settings of `real_protocol_config` (batch 96,
+    SSDG splits) at 224 x 224, the native size of ViT-L/16 and ViT-B/16 (14 x 14 patches)."""
+    c = real_protocol_config(sources, target, "baseline", released_weights=False)
+    use_kdfas(c, variant)
+    c.data.image_size = 224
+    return c
+
+
+def use_kdfas(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """Switches a config to KDFAS at one of its ablation variants (KDFAS_VARIANTS); DTDA's
+    teachers, attack and domain head are off."""
+    if variant not in KDFAS_VARIANTS:
+        raise ValueError(f"Unknown KDFAS variant {variant!r}; choose one of {sorted(KDFAS_VARIANTS)} "
+                         f"(DTDA's {sorted(VARIANTS)} belong to the DTDA configs).")
+    apply_variant(config, "baseline")
+    config.method.name = "kdfas"
+    config.teachers.own_teachers = False
+    for key, value in KDFAS_VARIANTS[variant].items():
+        config.kdfas[key] = value
+    return config
 
 
 # The paper's protocols (Section IV-A): sources -> target, as dataset names of layouts.py.
@@ -307,7 +427,10 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collect
 
 
 def variant_name(config: ml_collections.ConfigDict) -> str:
-    """Name of the Table II variant the switches select, or 'custom'."""
+    """Name of the Table II (or KDFAS) variant the switches select, or 'custom'."""
+    if config.method.name == "kdfas":
+        chosen = {k: config.kdfas[k] for k in KDFAS_VARIANTS["kdfas"]}
+        return next((n for n, preset in KDFAS_VARIANTS.items() if preset == chosen), "custom")
     switches = {k: bool(config.method[k]) for k in VARIANTS["dtda"]}
     for name, preset in VARIANTS.items():
         if preset == switches:
@@ -327,8 +450,12 @@ def _require(condition: bool, field: str, message: str) -> None:
 def validate_config(c: ml_collections.ConfigDict) -> None:
     """Checks every value the run depends on before any work starts."""
     d = c.data
-    _require(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
-             f"must be a multiple of 32 and >= 32 (ResNet-18 downsamples 32x), got {d.image_size}.")
+    _require(c.method.name in METHODS, "method.name", f"must be one of {METHODS}, got {c.method.name!r}.")
+    if c.method.name == "kdfas":
+        _validate_kdfas(c)
+    else:
+        _require(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
+                 f"must be a multiple of 32 and >= 32 (ResNet-18 downsamples 32x), got {d.image_size}.")
     _require(len(d.source_domains) >= 1, "data.source_domains", "needs at least one domain.")
     _require(len(set(d.source_domains)) == len(d.source_domains), "data.source_domains",
              f"has duplicates: {tuple(d.source_domains)}.")
@@ -421,3 +548,39 @@ def _validate_real_data(c: ml_collections.ConfigDict) -> None:
              "must be >= 12, >= 64 and >= 0.")
     _require(r.celeba_spoof_protocol in CELEBA_SPOOF_PROTOCOLS, "data.real.celeba_spoof_protocol",
              f"must be one of {CELEBA_SPOOF_PROTOCOLS}, got {r.celeba_spoof_protocol!r}.")
+
+
+def _validate_kdfas(c: ml_collections.ConfigDict) -> None:
+    k = c.kdfas
+    for role in ("teacher", "student"):
+        v = k[role]
+        _require(min(v.patch_size, v.width, v.depth, v.num_heads, v.mlp_dim) >= 1, f"kdfas.{role}",
+                 f"patch_size, width, depth, num_heads and mlp_dim must be >= 1, got {v.to_dict()}.")
+        _require(v.width % v.num_heads == 0, f"kdfas.{role}.num_heads",
+                 f"the width {v.width} must be divisible by the number of heads {v.num_heads}.")
+        _require(c.data.image_size % v.patch_size == 0, "data.image_size",
+                 f"must be a multiple of kdfas.{role}.patch_size = {v.patch_size}, got {c.data.image_size}.")
+    _require(k.report in KDFAS_REPORTS, "kdfas.report", f"must be one of {KDFAS_REPORTS}, got {k.report!r}.")
+    if k.use_feature_kd:
+        _require(k.teacher.patch_size == k.student.patch_size, "kdfas.student.patch_size",
+                 f"feature distillation compares token Gram matrices, so teacher and student need the "
+                 f"same patches; got {k.teacher.patch_size} and {k.student.patch_size}.")
+        _require(k.num_stages >= 1 and k.teacher.depth % k.num_stages == 0
+                 and k.student.depth % k.num_stages == 0, "kdfas.num_stages",
+                 f"must divide both depths (teacher {k.teacher.depth}, student {k.student.depth}) so the "
+                 f"stages pair evenly, got {k.num_stages}.")
+        _require(k.lambda_feature > 0, "kdfas.lambda_feature", f"must be > 0, got {k.lambda_feature}.")
+    if k.use_decision_kd:
+        _require(k.temperature > 0, "kdfas.temperature", f"must be > 0, got {k.temperature}.")
+        _require(k.lambda_decision > 0, "kdfas.lambda_decision", f"must be > 0, got {k.lambda_decision}.")
+    _require(k.teacher_num_steps >= 1, "kdfas.teacher_num_steps", f"must be >= 1, got {k.teacher_num_steps}.")
+    for name in ("teacher_optim", "student_optim"):
+        o = k[name]
+        _require(o.learning_rate > 0 and o.weight_decay >= 0, f"kdfas.{name}",
+                 "learning_rate must be > 0 and weight_decay >= 0.")
+        _require(o.schedule in LR_SCHEDULES, f"kdfas.{name}.schedule",
+                 f"must be one of {LR_SCHEDULES}, got {o.schedule!r}.")
+    _require(not (c.method.use_fr_teacher or c.method.use_fa_teacher or c.method.use_domain_attack
+                  or c.method.use_grl_domain_head), "method",
+             "DTDA's switches (use_fr_teacher, use_fa_teacher, use_domain_attack, use_grl_domain_head) "
+             "must be off in a KDFAS run; start from config_lib.use_kdfas.")

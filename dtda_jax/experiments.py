@@ -196,7 +196,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", required=True, help="comma-separated config files (the protocols)")
     p.add_argument("--variants", default=",".join((*config_lib.PAPER_VARIANTS, "dat")),
-                   help=f"comma-separated, from {sorted(config_lib.VARIANTS)}")
+                   help=f"comma-separated; DTDA configs: {sorted(config_lib.VARIANTS)}; KDFAS configs "
+                        f"(configs/kdfas_*.py): {sorted(config_lib.KDFAS_VARIANTS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     p.add_argument("--out", default="runs/ablation", help="sweep folder")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -210,9 +211,10 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
     missing = [c for c in configs if not os.path.isfile(c)]
     if missing:
         raise ValueError(f"--configs: no such file {missing}; the protocol configs are in configs/.")
-    unknown = [v for v in variants if v not in config_lib.VARIANTS]
+    unknown = [v for v in variants if v not in config_lib.ALL_VARIANTS]
     if unknown:
-        raise ValueError(f"--variants: unknown {unknown}; choose from {sorted(config_lib.VARIANTS)}.")
+        raise ValueError(f"--variants: unknown {unknown}; choose from {sorted(config_lib.VARIANTS)} "
+                         f"(DTDA) or {sorted(config_lib.KDFAS_VARIANTS)} (KDFAS).")
     try:
         seeds = [int(s) for s in _split(args.seeds)]
     except ValueError:

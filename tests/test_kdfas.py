@@ -1,0 +1,219 @@
+"""KDFAS: the token Gram loss (hand value, invariances), the ViT (against PyTorch, timm's
+parameter counts), its configs, and tiny end-to-end runs (teacher cache, every ablation row,
+resume equals an uninterrupted run)."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dtda_jax import config_lib, experiments, kdfas, losses, train
+from dtda_jax.models.vit import EncoderBlock, VisionTransformer
+from tests.conftest import tiny_config
+from tests.test_train import assert_trees_close, latest_params
+
+
+def test_gram_loss_matches_hand_computed_value():
+    # Teacher: 3 tokens of width 2. Centred over the tokens: (0,-1), (-1,0), (1,1); normalised,
+    # their cosines are G_12 = 0 and G_13 = G_23 = -1/sqrt(2).
+    teacher = jnp.array([[[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]])
+    # Student: 3 tokens of width 3, the unit vectors. Centred: (2,-1,-1)/3 and permutations,
+    # every pair has cosine -1/2.
+    student = jnp.eye(3)[None]
+    np.testing.assert_allclose(losses.token_gram(teacher)[0], [[1, 0, -2 ** -0.5], [0, 1, -2 ** -0.5],
+                                                               [-2 ** -0.5, -2 ** -0.5, 1]], atol=1e-6)
+    # Mean over the 9 entries: the diagonals agree; (1,2) twice (1/2)^2, the other four
+    # entries (1/sqrt(2) - 1/2)^2.
+    expected = (2 * 0.25 + 4 * (2 ** -0.5 - 0.5) ** 2) / 9
+    assert float(losses.gram_distillation_loss(teacher, student)) == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(0.0746192, rel=1e-5)
+
+
+def test_gram_loss_ignores_width_rotation_scale_and_shift():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    embed = np.linalg.qr(rng.normal(size=(7, 7)))[0][:4]  # 4 -> 7, orthonormal rows
+    student = 3.0 * teacher @ embed + rng.normal(size=(2, 1, 7))
+    assert float(losses.gram_distillation_loss(teacher, student)) < 1e-10
+    other = rng.normal(size=(2, 5, 7)).astype(np.float32)
+    assert float(losses.gram_distillation_loss(teacher, other)) > 0.05
+    grad_t, grad_s = jax.grad(losses.gram_distillation_loss, argnums=(0, 1))(jnp.asarray(teacher),
+                                                                             jnp.asarray(other))
+    assert not np.any(np.asarray(grad_t)) and np.all(np.isfinite(grad_s)) and np.any(np.asarray(grad_s))
+    with pytest.raises(ValueError, match="token count"):
+        losses.gram_distillation_loss(teacher, other[:, :4])
+
+
+def test_stage_pairing():
+    assert kdfas.stage_blocks(24, 4) == (6, 12, 18, 24)
+    assert kdfas.stage_blocks(12, 4) == (3, 6, 9, 12)
+    assert kdfas.stage_blocks(6, 3) == (2, 4, 6)
+
+
+def test_encoder_block_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    width, heads, mlp = 16, 4, 32
+    ref = torch.nn.TransformerEncoderLayer(width, heads, mlp, dropout=0.0, activation="gelu",
+                                           layer_norm_eps=1e-6, batch_first=True, norm_first=True).eval()
+    for p in ref.parameters():  # LayerNorm/bias defaults are 1/0: randomise so every weight counts
+        torch.nn.init.normal_(p, std=0.3)
+    sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    hd = width // heads
+    w_q, w_k, w_v = np.split(sd["self_attn.in_proj_weight"], 3)
+    b_q, b_k, b_v = np.split(sd["self_attn.in_proj_bias"], 3)
+    proj = lambda w, b: {"kernel": w.T.reshape(width, heads, hd), "bias": b.reshape(heads, hd)}
+    params = {
+        "norm1": {"scale": sd["norm1.weight"], "bias": sd["norm1.bias"]},
+        "norm2": {"scale": sd["norm2.weight"], "bias": sd["norm2.bias"]},
+        "attention": {"query": proj(w_q, b_q), "key": proj(w_k, b_k), "value": proj(w_v, b_v),
+                      "out": {"kernel": sd["self_attn.out_proj.weight"].T.reshape(heads, hd, width),
+                              "bias": sd["self_attn.out_proj.bias"]}},
+        "mlp_fc1": {"kernel": sd["linear1.weight"].T, "bias": sd["linear1.bias"]},
+        "mlp_fc2": {"kernel": sd["linear2.weight"].T, "bias": sd["linear2.bias"]},
+    }
+    x = np.random.default_rng(1).normal(size=(2, 7, width)).astype(np.float32)
+    block = EncoderBlock(num_heads=heads, mlp_dim=mlp)
+    ours = block.apply({"params": params}, jnp.asarray(x))
+    with torch.no_grad():
+        theirs = ref(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size, image, expected", [
+    # timm vit_base_patch16_224 / vit_large_patch16_224 (86,567,656 / 304,326,632 parameters
+    # with their 1000-class heads), with 2-class heads instead.
+    (config_lib.vit_config(16, 768, 12, 12), 224, 86_567_656 - 769_000 + 1_538),
+    (config_lib.vit_config(16, 1024, 24, 16), 224, 304_326_632 - 1_025_000 + 2_050),
+])
+def test_vit_sizes_match_timm(size, image, expected):
+    model = kdfas.make_vit(size, "float32")
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, image, image, 3))))
+    assert kdfas.parameter_count(shapes["params"]) == expected
+
+
+def test_vit_returns_requested_blocks():
+    model = VisionTransformer(patch_size=4, width=8, depth=3, num_heads=2, mlp_dim=16)
+    x = jnp.zeros((2, 8, 8, 3))
+    variables = model.init(jax.random.key(0), x)
+    out = model.apply(variables, x, return_blocks=(3, 1))
+    assert out["cls_logits"].shape == (2, 2) and [t.shape for t in out["block_tokens"]] == [(2, 5, 8)] * 2
+    with pytest.raises(ValueError, match="numbered 1..3"):
+        model.apply(variables, x, return_blocks=(4,))
+
+
+def test_kdfas_configs_and_variants():
+    for variant in config_lib.KDFAS_VARIANTS:
+        c = config_lib.kdfas_demo_config("kiosk", variant)
+        config_lib.validate_config(c)
+        assert c.method.name == "kdfas" and config_lib.variant_name(c) == variant
+    with pytest.raises(ValueError, match="Unknown KDFAS variant 'dtda'"):
+        config_lib.kdfas_demo_config("kiosk", "dtda")
+    for key in config_lib.PAPER_PROTOCOLS:
+        c = config_lib.load_config_file(f"configs/kdfas_{key}.py", "kd_decision")
+        config_lib.validate_config(c)
+        assert (c.data.image_size, c.kdfas.teacher.width, c.kdfas.student.depth) == (224, 1024, 12)
+    args = experiments.parse_args(["--configs=configs/kdfas_synthetic_to_kiosk.py",
+                                   "--variants=kd_teacher,kdfas", "--seeds=0"])
+    assert [s.variant for s in experiments.build_specs(args)] == ["kd_teacher", "kdfas"]
+
+
+def set_field(config, field, value):
+    *parents, key = field.split(".")
+    for part in parents:
+        config = config[part]
+    config[key] = value
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("data.image_size", 60, "multiple of kdfas.teacher.patch_size"),
+    ("kdfas.num_stages", 4, "must divide both depths"),
+    ("kdfas.student.num_heads", 5, "divisible by the number of heads"),
+    ("kdfas.student.patch_size", 4, "same patches"),
+    ("kdfas.report", "both", "must be one of"),
+    ("method.use_domain_attack", True, "DTDA's switches"),
+])
+def test_bad_kdfas_values_are_named(field, value, message):
+    c = config_lib.kdfas_demo_config("kiosk")
+    set_field(c, field, value)
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate_config(c)
+
+
+def test_teacher_cache_key_follows_teacher_settings_only(tmp_path):
+    c = config_lib.kdfas_demo_config("kiosk")
+    base = kdfas.teacher_directory(c)
+    c.kdfas.student.width, c.kdfas.lambda_feature, c.train.num_steps = 64, 3.0, 10
+    c.data.eval_batch_size = 7
+    assert kdfas.teacher_directory(c) == base  # student-side settings share the teacher
+    for field, value in (("seed", 1), ("kdfas.teacher.depth", 3), ("kdfas.teacher_optim.learning_rate", 0.1),
+                         ("data.source_domains", ("studio", "webcam"))):
+        other = config_lib.kdfas_demo_config("kiosk")
+        set_field(other, field, value)
+        assert kdfas.teacher_directory(other) != base, field
+
+
+def tiny_kdfas_config(data_dir, teacher_dir, variant="kdfas"):
+    c = tiny_config(data_dir)
+    config_lib.use_kdfas(c, variant)
+    k = c.kdfas
+    k.teacher = config_lib.vit_config(8, 16, 2, 2)
+    k.student = config_lib.vit_config(8, 8, 2, 2)
+    k.num_stages = 2
+    k.teacher_num_steps = 4
+    k.teacher_optim.warmup_steps = k.student_optim.warmup_steps = 1
+    k.teacher_optim.learning_rate = k.student_optim.learning_rate = 1e-2
+    k.teacher_dir = str(teacher_dir)
+    return c
+
+
+def read_lines(path, stage):
+    return [l for l in map(json.loads, path.read_text().splitlines()) if l["stage"] == stage]
+
+
+def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
+    teachers = tmp_path / "teachers"
+    full = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers), str(tmp_path / "kdfas"))
+    (teacher_dir,) = teachers.iterdir()
+    assert full["teacher"]["directory"] == str(teacher_dir) and full["student"]["distilled_from"] == str(teacher_dir)
+    assert full["variant"] == "kdfas" and 0 <= full["reported"]["auc"] <= 1
+    for line in read_lines(tmp_path / "kdfas" / "metrics.jsonl", "student"):  # L = CE + KL + 10 * Gram
+        assert line["loss"] == pytest.approx(line["loss_fas"] + line["loss_decision"]
+                                             + 10.0 * line["loss_feature"], rel=1e-5)
+        assert line["loss_feature"] == pytest.approx((line["loss_gram_stage1"] + line["loss_gram_stage2"]) / 2,
+                                                     rel=1e-5)
+    teacher_log = (teacher_dir / "metrics.jsonl").read_text()
+    capsys.readouterr()
+
+    alone = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_teacher"), str(tmp_path / "t"))
+    assert "[teacher] already trained (4 steps), restored" in capsys.readouterr().out
+    assert (teacher_dir / "metrics.jsonl").read_text() == teacher_log  # not trained again
+    assert alone["student"] is None and alone["reported"] == full["teacher"]["by_selection"]["best_on_target"]
+
+    plain = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_student"), str(tmp_path / "s"))
+    assert plain["teacher"] is None and plain["student"]["distilled_from"] is None
+    line = read_lines(tmp_path / "s" / "metrics.jsonl", "student")[0]
+    assert "loss_decision" not in line and "loss_feature" not in line
+    assert line["loss"] == pytest.approx(line["loss_fas"], rel=1e-6)
+    assert len(list(teachers.iterdir())) == 1
+
+
+def test_kdfas_resume_equals_uninterrupted(data_dir, tmp_path):
+    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_a", "kd_decision")
+    train.train_and_evaluate(config, str(tmp_path / "straight"))
+    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_b", "kd_decision")
+    resumed = str(tmp_path / "resumed")
+    # Interrupted once inside the teacher stage and once inside the student stage.
+    assert train.train_and_evaluate(config, resumed, stop_after=2) is None
+    assert train.train_and_evaluate(config, resumed, stop_after=4 + 3) is None
+    assert latest_params(resumed)[0] == 3
+    again = train.train_and_evaluate(config, resumed)
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    (a_dir,), (b_dir,) = (tmp_path / "teachers_a").iterdir(), (tmp_path / "teachers_b").iterdir()
+    assert a_dir.name == b_dir.name  # same settings, same cache name
+    assert_trees_close(latest_params(str(a_dir), "teacher")[1], latest_params(str(b_dir), "teacher")[1])
+    assert_trees_close(latest_params(str(tmp_path / "straight"))[1], latest_params(resumed)[1])
+    assert math.isclose(straight["reported"]["auc"], again["reported"]["auc"], abs_tol=1e-6)
