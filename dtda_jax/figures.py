@@ -127,7 +127,11 @@ def load_reported_student(workdir: str):
     """(student module, variables, config) of the run's reported checkpoint."""
     from dtda_jax import predict, train
 
-    selection = read_results(workdir)["selection"]
+    results = read_results(workdir)
+    if results["method"].get("name", "dtda") != "dtda"  # DTDA's results.json: switches only:
+        raise ValueError(f"{workdir} is a {results['method']['name']} run; t-SNE and Grad-CAM read DTDA's "
+                         "ResNet-18 student (ROC curves come from any run's scores).")
+    selection = results["selection"]
     run = predict.load_run(workdir, CHECKPOINT_OF_SELECTION[selection])
     student = train.make_student(run.config, train.make_teachers(run.config))
     return student, run.variables, run.config

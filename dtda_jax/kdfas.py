@@ -67,6 +67,12 @@ def make_adamw(o: ml_collections.ConfigDict, num_steps: int) -> tuple[optax.Grad
     return optax.chain(*parts), schedule
 
 
+def student_and_optimizer(config) -> tuple[VisionTransformer, optax.GradientTransformation, optax.Schedule]:
+    """The KDFAS student of a config and its optimiser (training and dtda_jax.predict)."""
+    tx, schedule = make_adamw(config.kdfas.student_optim, config.train.num_steps)
+    return make_vit(config.kdfas.student, config.model.dtype), tx, schedule
+
+
 def parameter_count(params: Any) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
@@ -240,8 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     student_info = None
     if k.report == "student":
-        student = make_vit(k.student, config.model.dtype)
-        tx, schedule = make_adamw(k.student_optim, config.train.num_steps)
+        student, tx, schedule = student_and_optimizer(config)
         state = train.init_state(student, tx, train.rng_key(config.seed), d.image_size, mesh)
         iterator = pipeline.balanced_train_iterator(
             protocol.train, protocol.domain_names, protocol.num_source_domains, d.samples_per_group,

@@ -169,16 +169,24 @@ def load_run(path: str, checkpoint: str = "auto") -> Run:
         raise PredictError(f"--workdir names the {implied} checkpoint but --checkpoint={checkpoint}; "
                            "drop one of them.")
     config = read_config(workdir)
+    if config.method.name == "kdfas" and config.kdfas.report == "teacher":
+        raise PredictError(f"{workdir} is a KDFAS teacher-alone run (variant kd_teacher); it trains no "
+                           "student. Score with a KDFAS run that trains one.")
     steps = checkpoint_steps(workdir)
     kind, latest_step = choose_checkpoint(workdir, implied or checkpoint, steps)
     if step is not None and step != latest_step:
         raise PredictError(f"{workdir}: the {kind} checkpoint holds step {latest_step}, not {step}.")
     directory = os.path.join(workdir, "checkpoints", CHECKPOINT_DIRS[kind])
     try:
-        student = train.make_student(config, train.make_teachers(config))
-        schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
-        tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay,
-                                  config.optim.grad_clip_norm)
+        if config.method.name == "kdfas":
+            from dtda_jax import kdfas
+
+            student, tx, _ = kdfas.student_and_optimizer(config)
+        else:
+            student = train.make_student(config, train.make_teachers(config))
+            schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
+            tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay,
+                                      config.optim.grad_clip_norm)
         mesh = train.make_mesh(1)
         # The checkpoint's state layout, without running the initialisers; every array is placed
         # on this machine's first device whatever topology training ran on.

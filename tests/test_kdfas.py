@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import config_lib, experiments, kdfas, losses, train
+from dtda_jax import config_lib, experiments, kdfas, losses, predict, train
 from dtda_jax.models.vit import EncoderBlock, VisionTransformer
 from tests.conftest import tiny_config
 from tests.test_train import assert_trees_close, latest_params
@@ -192,6 +192,18 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
     assert "[teacher] already trained (4 steps), restored" in capsys.readouterr().out
     assert (teacher_dir / "metrics.jsonl").read_text() == teacher_log  # not trained again
     assert alone["student"] is None and alone["reported"] == full["teacher"]["by_selection"]["best_on_target"]
+
+    # predict scores with a KDFAS run's student, and names the teacher-alone run's problem.
+    config = tiny_kdfas_config(data_dir, teachers)
+    loaded = predict.load_run(str(tmp_path / "kdfas"), "latest")
+    crops = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    params = latest_params(str(tmp_path / "kdfas"))[1]["params"]
+    expected = train.live_probability({"params": params}, jnp.asarray(crops),
+                                      student=kdfas.make_vit(config.kdfas.student, "float32"))
+    np.testing.assert_allclose(predict.score_crops(loaded.score_fn, loaded.variables, crops, 4), expected,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(predict.PredictError, match="teacher-alone run"):
+        predict.load_run(str(tmp_path / "t"))
 
     plain = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_student"), str(tmp_path / "s"))
     assert plain["teacher"] is None and plain["student"]["distilled_from"] is None
