@@ -187,9 +187,11 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def vit_config(patch_size: int, width: int, depth: int, num_heads: int) -> ml_collections.ConfigDict:
-    """Size of a dtda_jax.models.vit.VisionTransformer (MLP width 4x, as in every ViT)."""
+    """Size of a dtda_jax.models.vit.VisionTransformer (MLP width 4x, as in every ViT), and its
+    initialisation: "" = random, or a timm ViT converted by tools/convert_vit.py (its head is
+    not used; position embeddings must be for the run's patch grid)."""
     return ml_collections.ConfigDict(dict(patch_size=patch_size, width=width, depth=depth,
-                                          num_heads=num_heads, mlp_dim=4 * width))
+                                          num_heads=num_heads, mlp_dim=4 * width, init_checkpoint=""))
 
 
 def adamw_config(learning_rate: float, warmup_steps: int) -> ml_collections.ConfigDict:
@@ -221,9 +223,10 @@ def kdfas_defaults() -> ml_collections.ConfigDict:
       lambda_feature = 10 (the Gram loss is O(0.01-0.1) where CE and KL are O(0.1-1)).
     - Optimiser: AdamW (lr warm-up then cosine, weight decay 0.05, clip 1.0), the ViT recipe;
       the teacher trains `teacher_num_steps`, the student `train.num_steps`.
-    - The teacher is trained from scratch on the protocol's source domains with
-      cross-entropy (no ImageNet initialisation is converted yet), evaluated like any
-      student, and frozen; its last state is distilled (not the best-on-target one).
+    - The teacher is trained on the protocol's source domains with cross-entropy, evaluated
+      like any student, and frozen; its last state is distilled (not the best-on-target one).
+      Both ViTs start from random weights unless `init_checkpoint` names a converted timm
+      ViT (tools/convert_vit.py), e.g. ImageNet ViT-L/16 and ViT-B/16.
     """
     k = ml_collections.ConfigDict()
     k.teacher = vit_config(16, 1024, 24, 16)  # ViT-L/16

@@ -31,8 +31,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from dtda_jax import config_lib, losses, train
+from dtda_jax import config_lib, conversion, losses, train
 from dtda_jax.atomic_write import write_atomically
+from dtda_jax.converters import KIND_VIT
 from dtda_jax.data import pipeline
 from dtda_jax.models.vit import VisionTransformer
 from dtda_jax.run_logging import MetricWriter
@@ -73,6 +74,40 @@ def student_and_optimizer(config) -> tuple[VisionTransformer, optax.GradientTran
     return make_vit(config.kdfas.student, config.model.dtype), tx, schedule
 
 
+VIT_ARCHITECTURE = ("patch_size", "width", "depth", "num_heads", "mlp_dim")
+
+
+def check_init_checkpoints(config) -> None:
+    """Fails before any training if a configured ViT initialisation is missing or the wrong kind."""
+    for role in ("teacher", "student"):
+        path = config.kdfas[role].init_checkpoint
+        if path:
+            conversion.check_converted(path, KIND_VIT, f"config.kdfas.{role}.init_checkpoint")
+
+
+def with_pretrained_vit(state: train.TrainState, role: str, config, tx: optax.GradientTransformation,
+                        mesh) -> train.TrainState:
+    """Replaces every parameter but the live/spoof head by the converted ViT of
+    `kdfas.<role>.init_checkpoint`, after checking its architecture and patch grid."""
+    size = config.kdfas[role]
+    field = f"config.kdfas.{role}"
+    variables, manifest = conversion.load_converted(
+        size.init_checkpoint, None, kind=KIND_VIT,
+        architecture={k: size[k] for k in VIT_ARCHITECTURE},
+        config_fields={k: f"{field}.{k}" for k in VIT_ARCHITECTURE})
+    if manifest["architecture"]["image_size"] != config.data.image_size:
+        raise config_lib.ConfigError(
+            f"{size.init_checkpoint!r} has position embeddings for {manifest['architecture']['image_size']} px "
+            f"inputs at patch {size.patch_size}; set config.data.image_size="
+            f"{manifest['architecture']['image_size']} (resampling position embeddings is not supported).")
+    params = {**variables["params"], "head": state.params["head"]}
+    params = jax.device_put(params, train.replicated(mesh))
+    print(f"[{role}] initialised from {size.init_checkpoint} (source {manifest['source_file']}, sha256 "
+          f"{manifest['source_sha256'][:12]}...); fresh live/spoof head", flush=True)
+    opt_state = jax.jit(tx.init, out_shardings=train.replicated(mesh))(params)
+    return state.replace(params=params, opt_state=opt_state)
+
+
 def parameter_count(params: Any) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
@@ -80,6 +115,12 @@ def parameter_count(params: Any) -> int:
 # ============================================================================================
 # Step functions (pure)
 # ============================================================================================
+
+
+def _pretrained_init(role: str, config, tx, mesh):
+    if not config.kdfas[role].init_checkpoint:
+        return None
+    return lambda state: with_pretrained_vit(state, role, config, tx, mesh)
 
 
 def teacher_train_step(state: train.TrainState, batch: dict[str, jax.Array], *,
@@ -151,8 +192,11 @@ def teacher_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Everything the trained teacher and its evaluations depend on (its cache key)."""
     data = {k: v for k, v in config.data.to_dict().items() if k != "eval_batch_size"}
     k = config.kdfas
+    init = k.teacher.init_checkpoint
+    init_sha256 = conversion.read_manifest(init)["source_sha256"] if init else None
     return json.loads(json.dumps({
         "version": TEACHER_CACHE_VERSION, "seed": config.seed, "dtype": config.model.dtype,
+        "teacher_init_sha256": init_sha256,
         "data": data, "teacher": k.teacher.to_dict(), "teacher_optim": k.teacher_optim.to_dict(),
         "teacher_num_steps": k.teacher_num_steps, "eval": config.eval.to_dict(),
         "eval_every": config.train.eval_every, "checkpoint_every": config.train.checkpoint_every}))
@@ -195,7 +239,8 @@ def train_teacher(config, protocol: pipeline.Protocol, mesh, stop_after: int | N
     outcome = train.train_evaluated_stage(
         stage="teacher", state=state, step_fn=step_fn, iterator=iterator, model=model,
         stage_dir=directory, num_steps=k.teacher_num_steps, global_batch=global_batch,
-        protocol=protocol, config=config, mesh=mesh, writer=writer, stop_after=stop_after)
+        protocol=protocol, config=config, mesh=mesh, writer=writer, stop_after=stop_after,
+        init_fn=_pretrained_init("teacher", config, tx, mesh))
     writer.close()
     if outcome is None:
         return None
@@ -214,6 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     the student unless the variant reports the teacher alone. Returns the results dict, or
     None when `stop_after` (counted over teacher steps, then student steps) ended it early."""
     config_lib.validate_config(config)
+    check_init_checkpoints(config)
     os.makedirs(workdir, exist_ok=True)
     train.record_config(config, workdir)
     t_start = time.perf_counter()
@@ -262,7 +308,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             stage="student", state=state, step_fn=lambda s, b: step_fn(s, frozen, b), iterator=iterator,
             model=student, stage_dir=workdir, num_steps=config.train.num_steps,
             global_batch=global_batch, protocol=protocol, config=config, mesh=mesh, writer=writer,
-            stop_after=stop_after)
+            stop_after=stop_after, init_fn=_pretrained_init("student", config, tx, mesh))
         if outcome is None:
             writer.close()
             return None

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import config_lib, experiments, kdfas, losses, predict, train
+from dtda_jax import config_lib, conversion, experiments, kdfas, losses, predict, train
 from dtda_jax.models.vit import EncoderBlock, VisionTransformer
 from tests.conftest import tiny_config
 from tests.test_train import assert_trees_close, latest_params
@@ -229,3 +229,91 @@ def test_kdfas_resume_equals_uninterrupted(data_dir, tmp_path):
     assert_trees_close(latest_params(str(a_dir), "teacher")[1], latest_params(str(b_dir), "teacher")[1])
     assert_trees_close(latest_params(str(tmp_path / "straight"))[1], latest_params(resumed)[1])
     assert math.isclose(straight["reported"]["auc"], again["reported"]["auc"], abs_tol=1e-6)
+
+
+def timm_style_vit(torch, patch, width, depth, heads, image, classes=10):
+    """A ViT with timm's key names and arithmetic (timm.models.vision_transformer: PatchEmbed,
+    Block, Attention, Mlp; class-token pooling), random weights."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm1, self.norm2 = nn.LayerNorm(width, eps=1e-6), nn.LayerNorm(width, eps=1e-6)
+            self.attn, self.mlp = nn.Module(), nn.Module()
+            self.attn.qkv, self.attn.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.mlp.fc1, self.mlp.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+        def forward(self, x):
+            b, n, c = x.shape
+            qkv = self.attn.qkv(self.norm1(x)).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+            attn = ((q * (c // heads) ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+            x = x + self.attn.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+            return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+
+    class ViT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch_embed = nn.Module()
+            self.patch_embed.proj = nn.Conv2d(3, width, patch, patch)
+            self.cls_token = nn.Parameter(torch.randn(1, 1, width))
+            self.pos_embed = nn.Parameter(torch.randn(1, (image // patch) ** 2 + 1, width))
+            self.blocks = nn.ModuleList(Block() for _ in range(depth))
+            self.norm, self.head = nn.LayerNorm(width, eps=1e-6), nn.Linear(width, classes)
+
+        def forward(self, x):  # NCHW in [-1, 1]
+            x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
+            for block in self.blocks:
+                x = block(x)
+            return self.norm(x)[:, 0]
+
+    model = ViT().eval()
+    for p in model.parameters():  # LayerNorm/bias defaults are 1/0: randomise so every weight counts
+        torch.nn.init.normal_(p, std=0.2)
+    return model
+
+
+def test_timm_vit_conversion_matches_pytorch_and_initialises_kdfas(data_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    from dtda_jax import converters
+
+    torch.manual_seed(0)
+    ref = timm_style_vit(torch, patch=8, width=16, depth=2, heads=2, image=32)
+    torch.save(ref.state_dict(), tmp_path / "vit.pth")
+    manifest = converters.convert_timm_vit(str(tmp_path / "vit.pth"), str(tmp_path / "vit"), num_heads=2)
+    assert manifest["architecture"] == {"patch_size": 8, "width": 16, "depth": 2, "num_heads": 2,
+                                        "mlp_dim": 64, "image_size": 32}
+    variables, _ = conversion.load_converted(str(tmp_path / "vit"), None, kind="timm_vit")
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    model = VisionTransformer(patch_size=8, width=16, depth=2, num_heads=2, mlp_dim=64)
+    ours = model.apply({"params": {**variables["params"], "head": {"kernel": jnp.zeros((16, 2)),
+                                                                    "bias": jnp.zeros(2)}}}, jnp.asarray(x))
+    with torch.no_grad():
+        theirs = ref(torch.from_numpy(x).permute(0, 3, 1, 2) * 2 - 1).numpy()
+    np.testing.assert_allclose(np.asarray(ours["features"]), theirs, rtol=1e-4, atol=1e-4)
+
+    # Into a KDFAS student: everything but the head comes from the checkpoint.
+    config = tiny_kdfas_config(data_dir, tmp_path / "teachers", "kd_student")
+    config.kdfas.student = config_lib.vit_config(8, 16, 2, 2)
+    config.kdfas.student.init_checkpoint = str(tmp_path / "vit")
+    student, tx, _ = kdfas.student_and_optimizer(config)
+    mesh = train.make_mesh(1)
+    fresh = train.init_state(student, tx, train.rng_key(0), 32, mesh)
+    loaded = kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+    assert_trees_close({k: v for k, v in loaded.params.items() if k != "head"}, variables["params"], 0, 0)
+    assert_trees_close(loaded.params["head"], fresh.params["head"], 0, 0)
+    config.kdfas.student.width = 8
+    with pytest.raises(ValueError, match="config.kdfas.student.width=16"):
+        kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+    config.kdfas.student.width, config.data.image_size = 16, 64
+    with pytest.raises(config_lib.ConfigError, match="set config.data.image_size=32"):
+        kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+
+    state = {k: v.numpy() for k, v in ref.state_dict().items()}
+    state["blocks.0.ls1.gamma"] = np.ones(16, np.float32)  # LayerScale: another ViT variant
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "ls.pth")
+    with pytest.raises(conversion.ConversionError, match="blocks.0.ls1.gamma"):
+        converters.convert_timm_vit(str(tmp_path / "ls.pth"), str(tmp_path / "ls"), num_heads=2)
+    assert not (tmp_path / "ls").exists()
