@@ -120,6 +120,17 @@ def interleaved(runners: dict, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def add_step_arguments(parser, parts: tuple[str, ...]) -> None:
+    """The options shared by the training-step benchmarks (train_step_speed, kdfas_speed)."""
+    parser.add_argument("--image_size", type=int, default=None, help="default: the config's")
+    parser.add_argument("--batch", type=int, default=None, help="default: the config's")
+    parser.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-reference", action="store_true", help="skip PyTorch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="pin the process to this many CPUs (default: all)")
+
+
 def pin_threads_and_flags(threads: int | None, xla_flags: str) -> None:
     """Before JAX starts: pin the process to `threads` CPUs, append `xla_flags` to XLA_FLAGS."""
     if threads:

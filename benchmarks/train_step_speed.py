@@ -51,7 +51,7 @@ import sys
 import time
 
 sys.path.insert(0, ".")  # benchmarks.* and tests.* when run from the repository root
-from benchmarks.student_speed import XLA_VARIANTS, interleaved, pin_threads_and_flags  # noqa: E402
+from benchmarks.student_speed import XLA_VARIANTS, add_step_arguments, interleaved, pin_threads_and_flags  # noqa: E402
 
 PARTS = ("full", "attack", "student", "teacher_fr", "teacher_fa")
 
@@ -59,13 +59,7 @@ PARTS = ("full", "attack", "student", "teacher_fr", "teacher_fa")
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=("demo", "paper"), default="demo")
-    parser.add_argument("--image_size", type=int, default=None, help="default: the config's")
-    parser.add_argument("--batch", type=int, default=None, help="default: the config's")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-reference", action="store_true", help="skip PyTorch")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="pin the process to this many CPUs (default: all)")
+    add_step_arguments(parser, PARTS)
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
     parser.add_argument("--xla_variants", nargs="+", default=["jit", "xla-default"],
                         choices=list(XLA_VARIANTS))

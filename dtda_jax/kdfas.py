@@ -227,11 +227,8 @@ def train_teacher(config, protocol: pipeline.Protocol, mesh, stop_after: int | N
     tx, schedule = make_adamw(k.teacher_optim, k.teacher_num_steps)
     state = train.init_state(model, tx, train.rng_key(config.seed + 3), d.image_size, mesh)
     global_batch = protocol.num_source_domains * 2 * d.samples_per_group
-    iterator = pipeline.balanced_train_iterator(
-        protocol.train, protocol.domain_names, protocol.num_source_domains, d.samples_per_group,
-        seed=config.seed + 3, num_steps=k.teacher_num_steps, flip=d.augment_flip,
-        crop_padding=d.augment_crop_padding, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    iterator = train.source_iterator(config, protocol, d.samples_per_group, config.seed + 3,
+                                     k.teacher_num_steps)
     step_fn = train.jit_train_step(
         functools.partial(teacher_train_step, model=model, tx=tx, schedule=schedule), mesh,
         with_frozen=False)
@@ -275,6 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     needs_teacher = k.report == "teacher" or k.use_decision_kd or k.use_feature_kd
     teacher_info, teacher, teacher_variables = None, None, {}
+    # best_eval / last_eval: the teacher's, replaced by the student's when one is trained.
     if needs_teacher:
         outcome = train_teacher(config, protocol, mesh, stop_after)
         if outcome is None:
@@ -294,11 +292,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if k.report == "student":
         student, tx, schedule = student_and_optimizer(config)
         state = train.init_state(student, tx, train.rng_key(config.seed), d.image_size, mesh)
-        iterator = pipeline.balanced_train_iterator(
-            protocol.train, protocol.domain_names, protocol.num_source_domains, d.samples_per_group,
-            seed=config.seed, num_steps=config.train.num_steps, flip=d.augment_flip,
-            crop_padding=d.augment_crop_padding, process_index=jax.process_index(),
-            process_count=jax.process_count())
+        iterator = train.source_iterator(config, protocol, d.samples_per_group, config.seed,
+                                         config.train.num_steps)
         distils = k.use_decision_kd or k.use_feature_kd
         step = functools.partial(student_train_step, student=student, tx=tx, schedule=schedule, kd=k,
                                  teacher=teacher if distils else None)

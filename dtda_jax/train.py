@@ -348,6 +348,17 @@ def run_stage(*, stage: str, state: TrainState, step_fn: Callable, data_iterator
 # ============================================================================================
 
 
+def source_iterator(config, protocol: pipeline.Protocol, samples_per_group: int, seed: int,
+                    num_steps: int):
+    """Balanced (domain x live/spoof) training batches of the source domains, with the
+    config's augmentation, this process's share of each global batch."""
+    d = config.data
+    return pipeline.balanced_train_iterator(
+        protocol.train, protocol.domain_names, protocol.num_source_domains, samples_per_group,
+        seed=seed, num_steps=num_steps, flip=d.augment_flip, crop_padding=d.augment_crop_padding,
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+
 def sharded_eval_batches(frames: pipeline.FrameSet, batch_size: int, mesh):
     """`pipeline.eval_batches` on the mesh, the batch size rounded up to a multiple of the
     device count; yields (sharded batch, valid)."""
@@ -517,11 +528,7 @@ def train_domain_classifier(config, protocol: pipeline.Protocol, mesh, workdir: 
     global_batch = protocol.num_source_domains * 2 * dc.samples_per_group
     check_batch_divisible(global_batch, mesh, "domain_classifier.samples_per_group")
     state = init_state(model, tx, rng_key(config.seed + 1), d.image_size, mesh)
-    iterator = pipeline.balanced_train_iterator(
-        protocol.train, protocol.domain_names, protocol.num_source_domains, dc.samples_per_group,
-        seed=config.seed + 1, num_steps=dc.num_steps, flip=d.augment_flip,
-        crop_padding=d.augment_crop_padding, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    iterator = source_iterator(config, protocol, dc.samples_per_group, config.seed + 1, dc.num_steps)
     checkpoints = StageCheckpoints(os.path.join(workdir, "checkpoints", "domain_classifier"))
     if checkpoints.latest_step() is not None:
         state = checkpoints.restore(state, iterator)
@@ -681,11 +688,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     global_batch = protocol.num_source_domains * 2 * d.samples_per_group
     check_batch_divisible(global_batch, mesh, "data.samples_per_group")
     state = init_state(student, tx, rng_key(config.seed), d.image_size, mesh)
-    iterator = pipeline.balanced_train_iterator(
-        protocol.train, protocol.domain_names, protocol.num_source_domains, d.samples_per_group,
-        seed=config.seed, num_steps=config.train.num_steps, flip=d.augment_flip,
-        crop_padding=d.augment_crop_padding, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    iterator = source_iterator(config, protocol, d.samples_per_group, config.seed, config.train.num_steps)
 
     step_fn = build_student_step(config, student, tx, schedule, teachers, domain_model, mesh)
     init_fn = None
