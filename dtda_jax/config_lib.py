@@ -207,9 +207,9 @@ def kdfas_defaults() -> ml_collections.ConfigDict:
     multi-stage feature distillation through token Gram matrices.
 
     Choices where the KDFAS README is silent (all settings here):
-    - Sizes: teacher ViT-L/16 (24 blocks, width 1024, 303.3 M parameters, 1.21 GB in float32,
-      the README's "1.28 GB" teacher), student ViT-B/16 (12 blocks, width 768, 85.8 M, 343 MB
-      = 327 MiB; the README's "330.8 MB" student).
+    - Sizes: teacher ViT-L/16 (24 blocks, width 1024, 303.3 M parameters, 1.21 GB in float32)
+      and student ViT-B/16 (12 blocks, width 768, 85.8 M, 343 MB = 327 MiB): the standard ViTs
+      nearest to the README's "1.28 GB" teacher and "330.8 MB" student.
     - Stages: the blocks are cut into `num_stages` equal stages and the tokens after the last
       block of stage k are paired: teacher block k * depth_t / S with student block
       k * depth_s / S (ViT-L/B, S = 4: blocks 6/12/18/24 with 3/6/9/12). Both depths must be
