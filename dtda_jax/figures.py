@@ -128,7 +128,7 @@ def load_reported_student(workdir: str):
     from dtda_jax import predict, train
 
     results = read_results(workdir)
-    if results["method"].get("name", "dtda") != "dtda"  # DTDA's results.json: switches only:
+    if results["method"].get("name", "dtda") != "dtda":  # DTDA's results name no method
         raise ValueError(f"{workdir} is a {results['method']['name']} run; t-SNE and Grad-CAM read DTDA's "
                          "ResNet-18 student (ROC curves come from any run's scores).")
     selection = results["selection"]
