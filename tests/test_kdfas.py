@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import config_lib, conversion, experiments, kdfas, losses, predict, train
+from dtda_jax import config_lib, conversion, experiments, figures, kdfas, losses, predict, train
 from dtda_jax.models.vit import EncoderBlock, VisionTransformer
 from tests.conftest import tiny_config
 from tests.test_train import assert_trees_close, latest_params
@@ -204,6 +204,8 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(predict.PredictError, match="teacher-alone run"):
         predict.load_run(str(tmp_path / "t"))
+    with pytest.raises(ValueError, match="t-SNE and Grad-CAM read DTDA's"):
+        figures.load_reported_student(str(tmp_path / "kdfas"))
 
     plain = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_student"), str(tmp_path / "s"))
     assert plain["teacher"] is None and plain["student"]["distilled_from"] is None
