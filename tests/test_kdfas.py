@@ -98,8 +98,8 @@ def test_vit_sizes_match_timm(size, image, expected):
 def test_vit_returns_requested_blocks():
     model = VisionTransformer(patch_size=4, width=8, depth=3, num_heads=2, mlp_dim=16)
     x = jnp.zeros((2, 8, 8, 3))
-    variables = model.init(jax.random.key(0), x)
-    out = model.apply(variables, x, return_blocks=(3, 1))
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    out = jax.jit(lambda v, x: model.apply(v, x, return_blocks=(3, 1)))(variables, x)
     assert out["cls_logits"].shape == (2, 2) and [t.shape for t in out["block_tokens"]] == [(2, 5, 8)] * 2
     with pytest.raises(ValueError, match="numbered 1..3"):
         model.apply(variables, x, return_blocks=(4,))
@@ -216,9 +216,10 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
 
 
 def test_kdfas_resume_equals_uninterrupted(data_dir, tmp_path):
-    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_a", "kd_decision")
+    # The same programs as test_kdfas_rows_share_one_cached_teacher: compiled once per session.
+    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_a")
     train.train_and_evaluate(config, str(tmp_path / "straight"))
-    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_b", "kd_decision")
+    config = tiny_kdfas_config(data_dir, tmp_path / "teachers_b")
     resumed = str(tmp_path / "resumed")
     # Interrupted once inside the teacher stage and once inside the student stage.
     assert train.train_and_evaluate(config, resumed, stop_after=2) is None
