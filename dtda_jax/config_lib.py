@@ -297,7 +297,7 @@ def kdfas_demo_config(target_domain: str, variant: str = "kdfas") -> ml_collecti
 
     Data and evaluation as `synthetic_demo_config` (64 px, batch 48, 400 steps). ViTs at
     patch 8 (an 8 x 8 grid of tokens): a 6-block width-128 teacher (1.2 M parameters) and a
-    3-block width-96 student (0.34 M), about the ViT-L/ViT-B ratio; 3 stages pair teacher
+    3-block width-96 student (0.36 M), about the ViT-L/ViT-B ratio; 3 stages pair teacher
     blocks 2/4/6 with student blocks 1/2/3.
     """
     c = synthetic_demo_config(target_domain, "baseline")
