@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 
 def write_atomically(path: str, write: Callable[[IO], None], *, binary: bool) -> None:
@@ -24,3 +25,8 @@ def write_atomically(path: str, write: Callable[[IO], None], *, binary: bool) ->
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomically(path: str, payload: Any) -> None:
+    """`payload` as indented JSON, written with :func:`write_atomically`."""
+    write_atomically(path, lambda f: json.dump(payload, f, indent=2), binary=False)

@@ -8,8 +8,10 @@ and names the offending field and its allowed values.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+from typing import Any
 
 import ml_collections
 
@@ -408,6 +410,36 @@ def with_defaults(saved: dict, defaults: dict | None = None) -> dict:
         nested = isinstance(value, dict) and isinstance(defaults.get(key), dict)
         merged[key] = with_defaults(value, defaults[key]) if nested else value
     return merged
+
+
+def parse_assignment(assignment: str, example: str = "train.num_steps=200") -> tuple[str, Any]:
+    """"train.num_steps=200" -> ("train.num_steps", 200): the value read as a Python literal,
+    or kept as text when it is not one (a bare word such as cosine)."""
+    field, sep, text = assignment.partition("=")
+    if not sep or not field.strip():
+        raise ValueError(f"--set {assignment!r}: expected FIELD=VALUE, e.g. {example}.")
+    try:
+        return field.strip(), ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return field.strip(), text.strip()
+
+
+def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
+    """`config.<field> = value` for a dotted field such as "train.num_steps". KeyError when the
+    config has no such field (the caller names it); ValueError when the value's type does
+    not fit the field."""
+    *parents, key = field.split(".")
+    node = config
+    for part in parents:
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise KeyError(field)
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        raise KeyError(field)
+    try:
+        node[key] = value
+    except TypeError as err:
+        raise ValueError(f"{field}: {err}") from None
 
 
 def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:

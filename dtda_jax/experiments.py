@@ -16,7 +16,6 @@ policies stated above the table. `--report_only` rebuilds the tables from what h
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import os
@@ -46,16 +45,7 @@ class RunSpec:
 
 def parse_overrides(assignments: Sequence[str]) -> dict[str, object]:
     """["train.num_steps=200", "loss.temperature=2.0"] -> {field: Python value}."""
-    overrides = {}
-    for assignment in assignments:
-        field, sep, text = assignment.partition("=")
-        if not sep or not field:
-            raise ValueError(f"--set {assignment!r}: expected FIELD=VALUE, e.g. train.num_steps=200.")
-        try:
-            overrides[field.strip()] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            overrides[field.strip()] = text  # a bare string such as cosine
-    return overrides
+    return dict(config_lib.parse_assignment(a) for a in assignments)
 
 
 def make_config(spec: RunSpec, overrides: dict[str, object]):
@@ -63,13 +53,10 @@ def make_config(spec: RunSpec, overrides: dict[str, object]):
     config = config_lib.load_config_file(spec.config_path, spec.variant)
     config.seed = spec.seed
     for field, value in overrides.items():
-        *parents, key = field.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        if key not in node:
-            raise ValueError(f"--set {field}: the config has no field {field!r}.")
-        node[key] = value
+        try:
+            config_lib.set_field(config, field, value)
+        except KeyError:
+            raise ValueError(f"--set {field}: the config has no field {field!r}.") from None
     config_lib.validate_config(config)
     return config
 

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from dtda_jax import config_lib, conversion, losses, train
-from dtda_jax.atomic_write import write_atomically
+from dtda_jax.atomic_write import write_json_atomically
 from dtda_jax.converters import KIND_VIT
 from dtda_jax.data import pipeline
 from dtda_jax.models.vit import VisionTransformer
@@ -134,9 +134,7 @@ def teacher_train_step(state: train.TrainState, batch: dict[str, jax.Array], *,
         return losses.cross_entropy(logits, batch["label"]), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state)
+    new_state = state.apply_gradients(grads, tx)
     return new_state, {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"]),
                        "lr": schedule(state.step)}
 
@@ -176,9 +174,7 @@ def student_train_step(state: train.TrainState, teacher_variables: Any, batch: d
         return total, (terms, out["cls_logits"])
 
     (total, (terms, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state)
+    new_state = state.apply_gradients(grads, tx)
     return new_state, {"loss": total, **terms, "accuracy": losses.accuracy(logits, batch["label"]),
                        "lr": schedule(state.step)}
 
@@ -202,10 +198,11 @@ def teacher_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
         "eval_every": config.train.eval_every, "checkpoint_every": config.train.checkpoint_every}))
 
 
-def teacher_directory(config: ml_collections.ConfigDict) -> str:
-    """<kdfas.teacher_dir or <data_dir>/kdfas_teachers>/vit<depth>x<width>p<patch>_seed<k>_<hash>."""
+def teacher_directory(config: ml_collections.ConfigDict, settings: dict[str, Any] | None = None) -> str:
+    """<kdfas.teacher_dir or <data_dir>/kdfas_teachers>/vit<depth>x<width>p<patch>_seed<k>_<hash
+    of `settings`, by default teacher_settings(config)>."""
     root = config.kdfas.teacher_dir or os.path.join(config.data.data_dir, "kdfas_teachers")
-    settings = teacher_settings(config)
+    settings = teacher_settings(config) if settings is None else settings
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     t = config.kdfas.teacher
     return os.path.abspath(os.path.join(
@@ -216,12 +213,11 @@ def train_teacher(config, protocol: pipeline.Protocol, mesh, stop_after: int | N
     """Trains (or resumes, or just restores) the cached teacher; returns (directory, model,
     variables, best eval, last eval), or None when `stop_after` ended it early."""
     k, d = config.kdfas, config.data
-    directory = teacher_directory(config)
-    os.makedirs(directory, exist_ok=True)
+    settings = teacher_settings(config)
+    directory = teacher_directory(config, settings)
     settings_path = os.path.join(directory, "settings.json")
     if not os.path.exists(settings_path):
-        settings = teacher_settings(config)
-        write_atomically(settings_path, lambda f: json.dump(settings, f, indent=2), binary=False)
+        write_json_atomically(settings_path, settings)
     print(f"[teacher] {directory}", flush=True)
     model = make_vit(k.teacher, config.model.dtype)
     tx, schedule = make_adamw(k.teacher_optim, k.teacher_num_steps)

@@ -60,6 +60,11 @@ def ganin_reversal_scale(progress: jax.Array) -> jax.Array:
     return 2.0 / (1.0 + jnp.exp(-10.0 * progress)) - 1.0
 
 
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    """`x` divided by its L2 norm along `axis` (at least `eps`, so zero vectors stay zero)."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
+
+
 def token_gram(tokens: jax.Array, eps: float = 1e-6) -> jax.Array:
     """(N, T, D) token features -> (N, T, T) matrices of cosine similarities between the tokens
     after centring them over the tokens (the token-token covariance, normalised).
@@ -72,7 +77,7 @@ def token_gram(tokens: jax.Array, eps: float = 1e-6) -> jax.Array:
     """
     x = tokens.astype(jnp.float32)
     x = x - jnp.mean(x, axis=1, keepdims=True)
-    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+    x = l2_normalize(x, eps=eps)
     return jnp.einsum("ntd,nsd->nts", x, x)
 
 

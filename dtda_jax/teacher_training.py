@@ -39,7 +39,6 @@ accuracy 0.918 (random init 0.519, majority class 0.650), mean AUC 0.966 (0.472)
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import datetime
 import functools
@@ -56,11 +55,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from dtda_jax import conversion, teachers, xla_cpu
-from dtda_jax.atomic_write import write_atomically
+from dtda_jax import config_lib, conversion, teachers, xla_cpu
+from dtda_jax.atomic_write import write_json_atomically
 from dtda_jax.data import face_corpus
 from dtda_jax.data.render import ATTRIBUTES
 from dtda_jax.evaluation import metrics
+from dtda_jax.losses import l2_normalize
 from dtda_jax.run_logging import Progress, format_duration
 from dtda_jax.teacher_settings import (TEACHER_NAMES, check_teacher_training_settings,
                                        default_teacher_training_config)
@@ -85,10 +85,6 @@ Log = Callable[[str], None]
 # ============================================================================================
 
 
-def _l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
-
-
 def arcface_logits(embeddings: jax.Array, weight: jax.Array, labels: jax.Array,
                    scale: float = 64.0, margin: float = 0.5) -> jax.Array:
     """ArcFace (additive angular margin) logits: ``scale * cos(theta_j)``, and for the target
@@ -101,7 +97,7 @@ def arcface_logits(embeddings: jax.Array, weight: jax.Array, labels: jax.Array,
     ``cos theta_y - sin(pi - margin) * margin``, which keeps it decreasing in theta (it meets
     ``cos(theta + m)`` at ``theta = pi - m``: a continuous, CosFace-like fallback).
     """
-    cos = jnp.clip(_l2_normalize(embeddings) @ _l2_normalize(weight).T, -1.0, 1.0)
+    cos = jnp.clip(l2_normalize(embeddings) @ l2_normalize(weight).T, -1.0, 1.0)
     target = jnp.take_along_axis(cos, labels[:, None], axis=1)[:, 0]
     # Clamped away from 0: the derivative of sqrt at 0 is infinite (cos_target = +-1).
     sin = jnp.sqrt(jnp.clip(1.0 - target * target, 1e-9, 1.0))
@@ -118,7 +114,7 @@ def arcface_loss(embeddings: jax.Array, weight: jax.Array, labels: jax.Array,
     (nearest class centre by cosine, no margin)."""
     logits = arcface_logits(embeddings, weight, labels, scale, margin)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    cos = _l2_normalize(embeddings) @ _l2_normalize(weight).T
+    cos = l2_normalize(embeddings) @ l2_normalize(weight).T
     return loss, jnp.mean(jnp.argmax(cos, axis=1) == labels)
 
 
@@ -541,10 +537,6 @@ def evaluate_fa(teacher: teachers.Teacher, variables: Mapping[str, Any],
 # ============================================================================================
 
 
-def _write_json_atomically(path: str, payload: Mapping[str, Any]) -> None:
-    write_atomically(path, lambda f: json.dump(payload, f, indent=2), binary=False)
-
-
 def _check_structure(variables: Any, teacher: teachers.Teacher) -> None:
     """The saved variables must be exactly what `Teacher.init` makes (what loading restores)."""
     want = jax.eval_shape(teacher.init, jax.random.key(0))
@@ -647,7 +639,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
         if _existing(paths[n], teachers.TEACHER_KINDS[n]):  # another process was faster
             log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
             continue
-        _write_json_atomically(report_path, report)
+        write_json_atomically(report_path, report)
         extra = {"trained_by": {"tool": "dtda_jax.teacher_training", "trainer_version": TRAINER_VERSION,
                                 "cache_name": os.path.basename(paths[n]),
                                 "trained_at": datetime.datetime.now(datetime.timezone.utc)
@@ -718,23 +710,11 @@ def format_quality_table(quality: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _apply_override(settings: ml_collections.ConfigDict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    if not sep:
-        raise ValueError(f"--set expects key=value (e.g. fr.steps=100), got {assignment!r}")
-    node = settings
-    *parents, leaf = key.strip().split(".")
-    for p in parents:
-        node = node[p]
-    if leaf not in node:
-        raise ValueError(f"unknown teacher training setting {key!r}")
+    key, value = config_lib.parse_assignment(assignment, example="fr.steps=100")
     try:
-        parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        parsed = value.strip()
-    try:
-        node[leaf] = parsed
-    except TypeError as err:
-        raise ValueError(f"{key}: {err}") from None
+        config_lib.set_field(settings, key, value)
+    except KeyError:
+        raise ValueError(f"unknown teacher training setting {key!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, str]:
@@ -747,15 +727,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, str]:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training setting, e.g. --set fr.steps=100 (repeatable)")
     args = parser.parse_args(argv)
-    from dtda_jax import config_lib
-
     path, _, arg = args.config.partition(":")
     config = config_lib.load_config_file(path, *([arg] if arg else []))
     settings = default_teacher_training_config()
     try:
         for assignment in args.set:
             _apply_override(settings, assignment)
-    except (ValueError, KeyError, AttributeError) as err:
+    except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     names = tuple(n.strip() for n in args.teachers.split(",") if n.strip())
     t0 = time.perf_counter()

@@ -102,6 +102,13 @@ class TrainState(struct.PyTreeNode):
     batch_stats: Any
     opt_state: Any
 
+    def apply_gradients(self, grads: Any, tx: optax.GradientTransformation, **changes) -> "TrainState":
+        """The state after one optimiser step on `grads` (step + 1), with `changes` (e.g. the
+        new batch_stats) replacing fields."""
+        updates, opt_state = tx.update(grads, self.opt_state, self.params)
+        return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                            opt_state=opt_state, **changes)
+
 
 def learning_rate_schedule(o: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
     if o.schedule == "constant":
@@ -202,9 +209,7 @@ def domain_classifier_train_step(state: TrainState, batch: dict[str, jax.Array],
         return losses.cross_entropy(logits, batch["domain"]), (mutated["batch_stats"], logits)
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    new_state = state.apply_gradients(grads, tx, batch_stats=batch_stats)
     return new_state, {"loss": loss, "domain_acc": losses.accuracy(logits, batch["domain"])}
 
 
@@ -258,9 +263,7 @@ def student_train_step(state: TrainState, frozen: dict[str, Any], batch: dict[st
         return total, (mutated["batch_stats"], terms, out["cls_logits"])
 
     (total, (batch_stats, terms, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    new_state = state.apply_gradients(grads, tx, batch_stats=batch_stats)
     metrics.update(loss=total, **terms, accuracy=losses.accuracy(logits, batch["label"]),
                    lr=schedule(state.step))
     return new_state, metrics

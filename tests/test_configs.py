@@ -144,3 +144,19 @@ def test_a_run_recorded_before_own_teachers_existed_resumes_with_random_teachers
     merged = config_lib.with_defaults(recorded)
     assert merged["teachers"]["own_teachers"] is False
     assert merged["teachers"]["own_training"]["fr"]["steps"] >= 1
+
+
+def test_assignments_and_set_field():
+    """The FIELD=VALUE parser and setter behind `--set` of the runner and of teacher training."""
+    assert config_lib.parse_assignment("data.source_domains=('a', 'b')") == ("data.source_domains", ("a", "b"))
+    assert config_lib.parse_assignment("optim.schedule= cosine") == ("optim.schedule", "cosine")
+    with pytest.raises(ValueError, match="expected FIELD=VALUE, e.g. fr.steps=100"):
+        config_lib.parse_assignment("fr.steps", example="fr.steps=100")
+    c = config_lib.base_config()
+    config_lib.set_field(c, "train.num_steps", 5)
+    assert c.train.num_steps == 5
+    for field in ("nope.x", "seed.x", "train.nope"):
+        with pytest.raises(KeyError):
+            config_lib.set_field(c, field, 1)
+    with pytest.raises(ValueError, match="train.num_steps"):
+        config_lib.set_field(c, "train.num_steps", "abc")

@@ -121,13 +121,6 @@ def test_kdfas_configs_and_variants():
     assert [s.variant for s in experiments.build_specs(args)] == ["kd_teacher", "kdfas"]
 
 
-def set_field(config, field, value):
-    *parents, key = field.split(".")
-    for part in parents:
-        config = config[part]
-    config[key] = value
-
-
 @pytest.mark.parametrize("field, value, message", [
     ("data.image_size", 60, "multiple of kdfas.teacher.patch_size"),
     ("kdfas.num_stages", 4, "must divide both depths"),
@@ -138,7 +131,7 @@ def set_field(config, field, value):
 ])
 def test_bad_kdfas_values_are_named(field, value, message):
     c = config_lib.kdfas_demo_config("kiosk")
-    set_field(c, field, value)
+    config_lib.set_field(c, field, value)
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.validate_config(c)
 
@@ -152,7 +145,7 @@ def test_teacher_cache_key_follows_teacher_settings_only(tmp_path):
     for field, value in (("seed", 1), ("kdfas.teacher.depth", 3), ("kdfas.teacher_optim.learning_rate", 0.1),
                          ("data.source_domains", ("studio", "webcam"))):
         other = config_lib.kdfas_demo_config("kiosk")
-        set_field(other, field, value)
+        config_lib.set_field(other, field, value)
         assert kdfas.teacher_directory(other) != base, field
 
 
