@@ -10,19 +10,22 @@ from dtda_jax.data import pipeline
 DOMAIN_NAMES = ("a", "b", "c")
 
 
-def fake_frames(group_sizes, image_size=8):
+def fake_frames(group_sizes, image_size=8, interleave_seed=None):
     """A FrameSet over an in-memory source; `group_sizes[(domain, label)]` frames per group.
 
     Each image is constant and encodes the frame's position, so tests can see which frame
-    landed where (also after augmentation, which only moves pixels).
+    landed where (also after augmentation, which only moves pixels). Frames are stored group
+    after group, or, with `interleave_seed`, in a seeded random order that mixes the groups
+    (so that reading the right group's frames in the wrong order shows up as a wrong label).
     """
+    order = [g for g, n in sorted(group_sizes.items()) for _ in range(n)]  # each frame's group
+    if interleave_seed is not None:
+        order = [order[i] for i in np.random.default_rng(interleave_seed).permutation(len(order))]
     records, domain, label = [], [], []
-    for (d, l), n in sorted(group_sizes.items()):
-        for _ in range(n):
-            value = len(records)
-            records.append({"image": np.full((image_size, image_size, 3), value % 256, np.uint8)})
-            domain.append(d)
-            label.append(l)
+    for value, (d, l) in enumerate(order):
+        records.append({"image": np.full((image_size, image_size, 3), value % 256, np.uint8)})
+        domain.append(d)
+        label.append(l)
     n = len(records)
     return pipeline.FrameSet(sources=(records,), source_id=np.zeros(n, np.int32),
                              record=np.arange(n), domain=np.array(domain, np.int32),
