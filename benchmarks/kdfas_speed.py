@@ -5,21 +5,22 @@
 
 Configs (random weights; nothing is read from disk):
 
-* demo (default): `config_lib.kdfas_demo_config`: 64x64, batch 48, patch 8, teacher 6 blocks
+* demo (default): configs/kdfas_synthetic_to_kiosk.py: 64x64, batch 48, patch 8, teacher 6 blocks
   x 128, student 3 blocks x 96. About a minute on 2 cores.
-* paper: `config_lib.kdfas_protocol_config` (OCI -> M): ViT-L/16 teacher, ViT-B/16 student at
+* paper: configs/kdfas_oci_to_m.py (OCI -> M): ViT-L/16 teacher, ViT-B/16 student at
   224x224, batch 96. A ViT-L/16 training step is ~180 GFLOPs per image; on a CPU use
   `--batch 2`.
 
 Sizes are printed first (parameter counts and float32 megabytes, from shapes only). Parts,
 each timed on its own (images/s = batch / seconds per call, median of `--repeats`):
 
-* teacher: `kdfas.teacher_train_step` (CE, AdamW);
-* student_kd: `kdfas.student_train_step` with both KD terms: the frozen teacher's forward with
-  its stage tokens, the student's forward/backward, CE + KL + Gram losses, AdamW;
+* teacher: `methods.kdfas.steps.teacher_train_step` (CE, AdamW);
+* student_kd: `methods.kdfas.steps.student_train_step` with both KD terms: the frozen
+  teacher's forward with its stage tokens, the student's forward/backward, CE + KL + Gram
+  losses, AdamW;
 * student_plain: the same step without distillation (no teacher).
 
-JAX runs the steps exactly as training jits them (`train.jit_train_step`, the project's
+JAX runs the steps exactly as training jits them (`core.loop.jit_train_step`, the project's
 XLA:CPU options) on one device. The PyTorch side is an eager fp32 twin: the same ViT built
 from `torch.nn.TransformerEncoderLayer(norm_first=True)` (the block tests/test_kdfas.py
 checks ours against), the same losses and `torch.optim.AdamW`. Calls are interleaved round by
@@ -49,11 +50,8 @@ def parse_args():
 
 
 def make_config(name: str, image_size: int | None):
-    from dtda_jax import config_lib
-    if name == "demo":
-        config = config_lib.kdfas_demo_config("kiosk")
-    else:
-        config = config_lib.kdfas_protocol_config(*config_lib.PAPER_PROTOCOLS["oci_to_m"])
+    from dtda_jax.config import load_config_file
+    config = load_config_file("configs/kdfas_synthetic_to_kiosk.py" if name == "demo" else "configs/kdfas_oci_to_m.py")
     if image_size:
         config.data.image_size = image_size
     return config
@@ -103,7 +101,7 @@ def torch_runners(config, parts, images01, labels):
     import torch
     import torch.nn.functional as F
 
-    from dtda_jax.kdfas import stage_blocks
+    from dtda_jax.methods.kdfas.steps import stage_blocks
 
     k = config.kdfas
     size = config.data.image_size
@@ -154,14 +152,17 @@ def jax_runners(config, parts, images01, labels):
     import jax.numpy as jnp
     import numpy as np
 
-    from dtda_jax import kdfas, train
+    from dtda_jax.core.loop import jit_train_step
+    from dtda_jax.core.sharding import make_mesh, put_batch
+    from dtda_jax.core.state import image_model_init, init_state, rng_key
+    from dtda_jax.methods.kdfas import stages, steps
 
     k = config.kdfas
-    mesh = train.make_mesh(1)
-    batch = train.put_batch({"image": (images01 * 255).astype(np.uint8), "label": labels}, mesh)
-    teacher = kdfas.make_vit(k.teacher, config.model.dtype)
-    tx_t, schedule_t = kdfas.make_adamw(k.teacher_optim, 1000)
-    teacher_state = train.init_state(teacher, tx_t, train.rng_key(1), config.data.image_size, mesh)
+    mesh = make_mesh(1)
+    batch = put_batch({"image": (images01 * 255).astype(np.uint8), "label": labels}, mesh)
+    teacher = stages.make_vit(k.teacher, k.dtype)
+    tx_t, schedule_t = stages.make_adamw(k.teacher_optim, 1000)
+    teacher_state = init_state(image_model_init(teacher, config.data.image_size), tx_t, rng_key(1), mesh)
     runners = {}
 
     def timed(step_fn, state, *frozen):
@@ -173,20 +174,21 @@ def jax_runners(config, parts, images01, labels):
         return run
 
     if "teacher" in parts:
-        step = train.jit_train_step(functools.partial(kdfas.teacher_train_step, model=teacher, tx=tx_t,
-                                                      schedule=schedule_t), mesh, with_frozen=False)
+        step = jit_train_step(functools.partial(steps.teacher_train_step, model=teacher, tx=tx_t,
+                                                schedule=schedule_t), mesh, with_frozen=False)
         runners["teacher"] = timed(step, jax.tree.map(jnp.copy, teacher_state))
-    student, tx, schedule = kdfas.student_and_optimizer(config)
+    student, tx, schedule = stages.student_and_optimizer(config)
     frozen = {"params": teacher_state.params}
     for part, distil in (("student_kd", True), ("student_plain", False)):
         if part not in parts:
             continue
-        kd = config.kdfas.copy_and_resolve_references()
-        kd.use_decision_kd = kd.use_feature_kd = distil
-        step = train.jit_train_step(functools.partial(
-            kdfas.student_train_step, student=student, teacher=teacher if distil else None, tx=tx,
-            schedule=schedule, kd=kd), mesh, with_frozen=True)
-        state = train.init_state(student, tx, train.rng_key(0), config.data.image_size, mesh)
+        step = jit_train_step(functools.partial(
+            steps.student_train_step, student=student, teacher=teacher if distil else None, tx=tx,
+            schedule=schedule, use_decision_kd=distil, use_feature_kd=distil, temperature=k.temperature,
+            scale_kd_by_t2=k.scale_kd_by_t2, lambda_decision=k.lambda_decision, lambda_feature=k.lambda_feature,
+            teacher_blocks=steps.stage_blocks(k.teacher.depth, k.num_stages),
+            student_blocks=steps.stage_blocks(k.student.depth, k.num_stages)), mesh, with_frozen=True)
+        state = init_state(image_model_init(student, config.data.image_size), tx, rng_key(0), mesh)
         runners[part] = timed(step, state, frozen if distil else {})
     return runners, teacher_state.params
 
@@ -197,7 +199,8 @@ def main():
     import jax
     import numpy as np
 
-    from dtda_jax import kdfas
+    from dtda_jax.core.state import parameter_count
+    from dtda_jax.methods.kdfas import stages
 
     config = make_config(args.config, args.image_size)
     size = config.data.image_size
@@ -206,9 +209,9 @@ def main():
           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     for role in ("teacher", "student"):
         v = config.kdfas[role]
-        model = kdfas.make_vit(v, "float32")
+        model = stages.make_vit(v, "float32")
         shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, size, size, 3), np.float32)))
-        n = kdfas.parameter_count(shapes["params"])
+        n = parameter_count(shapes["params"])
         print(f"{role}: ViT {v.depth} blocks x {v.width}, {v.num_heads} heads, patch {v.patch_size} at "
               f"{size}px: {n:,} parameters = {4 * n / 1e6:.1f} MB ({4 * n / 2 ** 20:.1f} MiB) in float32")
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ config) to estimate a build.
 import argparse
 import time
 
-from dtda_jax.data import render
+from dtda_jax.data import synthetic
 
 
 def main():
@@ -17,16 +17,16 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--frames", type=int, default=4, help="frames per rendered video")
     args = parser.parse_args()
-    identity = render.sample_identity(0, 0, 1)
-    render.render_video(0, 0, identity, 0, 0, 1, args.sizes[0])  # warm caches
-    print(f"{'size':>5}  {'domain':<8} " + "  ".join(f"{a:>10}" for a in render.ATTACK_TYPES)
+    identity = synthetic.sample_identity(0, 0, 1)
+    synthetic.render_video(0, 0, identity, 0, 0, 1, args.sizes[0])  # warm caches
+    print(f"{'size':>5}  {'domain':<8} " + "  ".join(f"{a:>10}" for a in synthetic.ATTACK_TYPES)
           + "   (ms per frame)")
     for size in args.sizes:
-        for domain in render.DOMAINS:
+        for domain in synthetic.DOMAINS:
             cells = []
-            for attack in range(len(render.ATTACK_TYPES)):
+            for attack in range(len(synthetic.ATTACK_TYPES)):
                 start = time.perf_counter()
-                render.render_video(0, 1 + attack, identity, domain, attack, args.frames, size)
+                synthetic.render_video(0, 1 + attack, identity, domain, attack, args.frames, size)
                 cells.append(1000 * (time.perf_counter() - start) / args.frames)
             print(f"{size:>5}  {domain:<8} " + "  ".join(f"{c:>10.1f}" for c in cells), flush=True)
 

@@ -6,7 +6,7 @@ JAX vs PyTorch eager.
         [--xla_variants jit xla-default ...]
 
 What is measured, for `dtda_jax.models.DTDAStudent` (width 64 = torchvision ResNet-18 with the
-cls / fr / fa heads) scoring frames with `dtda_jax.train.live_probability` (uint8 NHWC ->
+cls / fr / fa heads) scoring frames with `dtda_jax.inference.scoring.live_probability` (uint8 NHWC ->
 [0, 1] -> student -> softmax live probability), random weights:
 
 * images/s of inference at batch 1 and at a large batch, for the jitted JAX function and
@@ -151,7 +151,8 @@ def main():
 
     sys.path.insert(0, ".")  # benchmarks.torch_dtda when run from the repository root
     from dtda_jax.models import DTDAStudent
-    from dtda_jax.train import jit_live_probability, rng_key
+    from dtda_jax.core.state import rng_key
+    from dtda_jax.inference.scoring import jit_live_probability
 
     size = args.image_size
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "

@@ -4,7 +4,7 @@ The networks come from tests/torch_reference.py (written from the released torch
 insightface and StarGAN sources); this module adds what the benchmarks compare against:
 the student (ResNet-18 with the three heads of dtda_jax/models/student.py), the domain
 classifier, the frozen teachers with their input resizing, the attack of Eq. (2), the loss
-of Eq. (9) and PyTorch's SGD. Everything mirrors dtda_jax/train.py::student_train_step
+of Eq. (9) and PyTorch's SGD. Everything mirrors dtda_jax/methods/dtda/steps.py::student_train_step
 operation for operation, so the two timings measure the same arithmetic. Weights are random:
 the benchmarks measure speed only.
 """
@@ -60,7 +60,7 @@ class TorchDomainClassifier(nn.Module):
 
 
 def live_probability(student: TorchStudent, images_uint8: torch.Tensor) -> torch.Tensor:
-    """dtda_jax.train.live_probability: uint8 NCHW -> [0, 1] -> student -> softmax[:, 1]."""
+    """dtda_jax.inference.scoring.live_probability: uint8 NCHW -> [0, 1] -> student -> softmax[:, 1]."""
     out = student(images_uint8.float() / 255.0)
     return torch.softmax(out["cls_logits"], dim=-1)[:, 1]
 
@@ -98,7 +98,7 @@ def make_torch_teachers(config) -> dict[str, TorchTeacher]:
 
 def attack_images(images01: torch.Tensor, domains: torch.Tensor, domain_model: nn.Module,
                   attack) -> torch.Tensor:
-    """Eq. (2) as dtda_jax.attack.domain_adversarial_attack (one step, or PGD without a random
+    """Eq. (2) as dtda_jax.methods.dtda.attack.domain_adversarial_attack (one step, or PGD without a random
     start)."""
     eps, steps = attack.epsilon / 255.0, attack.num_steps
     step = eps if steps == 1 else attack.step_size / 255.0

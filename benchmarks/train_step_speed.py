@@ -6,10 +6,10 @@
 
 Configs (random weights everywhere; no checkpoint file is read):
 
-* demo (default): `config_lib.synthetic_demo_config`, the laptop demo: 64x64, batch 48,
+* demo (default): configs/synthetic.py, the laptop demo: 64x64, batch 48,
   student ResNet-18 width 64, domain classifier width 16, teachers IResNet-r18 (width 32)
   and StarGAN D (conv_dim 32, 5 stride-2 convs) at 64x64. About 3-4 minutes on 2 cores.
-* paper: `config_lib.real_protocol_config` (OCI -> M) with the released-weight
+* paper: configs/oci_to_m.py (OCI -> M) with the released-weight
   architectures, their paths cleared: 256x256, batch 96, domain classifier width 64, ArcFace
   IResNet-r50 at 112x112, StarGAN D (conv_dim 64, 6 stride-2 convs) at 128x128. A full step
   is about 2 TFLOPs, 40-60 s per step and implementation on 2 cores; `--batch 12` keeps
@@ -17,10 +17,10 @@ Configs (random weights everywhere; no checkpoint file is read):
 
 Parts, each timed on its own (images/s = batch / seconds per call):
 
-* full: `dtda_jax.train.student_train_step` as training jits it (`build_student_step`):
+* full: `dtda_jax.methods.dtda.steps.student_train_step` as training jits it (`stages.student_step`):
   domain-adversarial attack (Eq. 2, one signed-gradient step through the frozen domain
   classifier), both frozen teachers' forwards, student forward/backward, SGD update;
-* attack: `train.attack_images` alone;
+* attack: `steps.attack_images` alone;
 * student: the same step built with no teachers and no attack (CE loss, SGD update);
 * teacher_fr, teacher_fa: each frozen teacher's forward (resize + network).
 
@@ -67,11 +67,11 @@ def parse_args():
 
 
 def make_config(name: str, image_size: int | None, batch: int | None):
-    from dtda_jax import config_lib
+    from dtda_jax.config import load_config_file
     if name == "demo":
-        config = config_lib.synthetic_demo_config("kiosk")
+        config = load_config_file("configs/synthetic.py")
     else:
-        config = config_lib.real_protocol_config(*config_lib.PAPER_PROTOCOLS["oci_to_m"])
+        config = load_config_file("configs/oci_to_m.py")
         config.teachers.fr_checkpoint = config.teachers.fa_checkpoint = ""
         config.model.init_checkpoint = config.domain_classifier.init_checkpoint = ""
     if image_size:
@@ -97,34 +97,37 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
     """{label: run()} and {label: first-call seconds} for the requested JAX parts."""
     import jax
     import jax.numpy as jnp
-    from dtda_jax import train, xla_cpu
+    from dtda_jax.core import xla_cpu
+    from dtda_jax.inference.scoring import images_to_unit_range
+    from dtda_jax.core.sharding import make_mesh, put_batch, replicated
+    from dtda_jax.core.state import image_model_init, init_state, rng_key
+    from dtda_jax.methods.dtda import stages
+    from dtda_jax.methods.dtda.steps import attack_images
     from dtda_jax.models import ResNet18Classifier
+    from dtda_jax.teachers.frozen import init_teacher_variables
 
     training_options = xla_cpu.compiler_options(xla_cpu.TRAINING)  # as inside the train step
 
-    mesh = train.make_mesh()
+    mesh = make_mesh()
     size = config.data.image_size
     with contextlib.redirect_stdout(io.StringIO()):  # the random-teacher banners
-        teachers = train.make_teachers(config)
-        frozen = train.init_teacher_variables(teachers, train.rng_key(config.seed + 2), config)
+        teachers = stages.make_teachers(config)
+        frozen = init_teacher_variables(teachers, rng_key(config.seed + 2), config.teachers)
     domain_model = ResNet18Classifier(num_classes=num_domains, width=config.domain_classifier.width,
                                       dtype=jnp.dtype(config.model.dtype))
     frozen["domain"] = jax.jit(lambda k: domain_model.init(
-        k, jnp.zeros((1, size, size, 3), jnp.float32), train=False))(train.rng_key(config.seed + 1))
-    frozen = jax.device_put(frozen, train.replicated(mesh))
-    student = train.make_student(config, teachers)
-    schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
-    tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay,
-                              config.optim.grad_clip_norm)
-    batch = train.put_batch(batch_np, mesh)
-    key = train.rng_key(config.seed)
+        k, jnp.zeros((1, size, size, 3), jnp.float32), train=False))(rng_key(config.seed + 1))
+    frozen = jax.device_put(frozen, replicated(mesh))
+    student = stages.make_student(config, teachers)
+    tx, schedule = stages.student_optimizer(config)
+    batch = put_batch(batch_np, mesh)
+    key = rng_key(config.seed)
 
     def step_runner(step_teachers, step_domain_model, step_frozen):
-        step = train.build_student_step(config, student, tx, schedule, step_teachers,
-                                        step_domain_model, mesh)
+        step = stages.student_step(config, student, tx, schedule, step_teachers, step_domain_model, mesh)
 
         def fresh_state():  # one per compiled variant: every call donates the state it gets
-            return train.init_state(student, tx, train.rng_key(config.seed), size, mesh)
+            return init_state(image_model_init(student, size), tx, rng_key(config.seed), mesh)
 
         lowered = step.lower(fresh_state(), step_frozen, batch)
         return lowered, lambda compiled: _stateful(compiled, fresh_state(), step_frozen, batch)
@@ -135,8 +138,8 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
     if "student" in parts:
         builders["student"] = lambda: step_runner({}, None, {})
     if "attack" in parts:
-        attack = jax.jit(lambda dv, images, domains: train.attack_images(
-            train.images_to_unit_range(images), domains, domain_model, dv, config.attack, key),
+        attack = jax.jit(lambda dv, images, domains: attack_images(
+            images_to_unit_range(images), domains, domain_model, dv, stages.attack_settings(config), key),
             compiler_options=training_options)
         builders["attack"] = lambda: (
             attack.lower(frozen["domain"], batch["image"], batch["domain"]),
@@ -145,7 +148,7 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
     for name, teacher in teachers.items():
         if f"teacher_{name}" in parts:
             forward = jax.jit(
-                lambda v, images, t=teacher: t.logits(v, train.images_to_unit_range(images)),
+                lambda v, images, t=teacher: t.logits(v, images_to_unit_range(images)),
                 compiler_options=training_options)
             builders[f"teacher_{name}"] = lambda f=forward, n=name: (
                 f.lower(frozen[n], batch["image"]),

@@ -22,8 +22,10 @@ Variants: `--config=configs/celeba_spoof_p1.py:baseline` (baseline, fr, fa, fr_f
 dtda and dat become fr_fa: one domain, nothing to align).
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_real = load_base(__file__, "base/dtda_real.py")
 
 
 def get_config(variant: str = "dtda"):
-    return config_lib.real_protocol_config(("celeba_spoof",), "celeba_spoof", variant)
+    return dtda_real.get_config(("celeba_spoof",), "celeba_spoof", variant)

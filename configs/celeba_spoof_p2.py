@@ -18,7 +18,9 @@ Label lists: `metas/protocol2/test_on_{low,middle,high}_quality_device/{train,te
 Everything else as in celeba_spoof_p1.py (one domain: no domain attack).
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_real = load_base(__file__, "base/dtda_real.py")
 
 
 def get_config(argument: str = "low"):
@@ -26,6 +28,6 @@ def get_config(argument: str = "low"):
     if group not in ("low", "middle", "high"):
         raise ValueError(f"configs/celeba_spoof_p2.py takes low, middle or high (optionally ',variant'), "
                          f"got {argument!r}.")
-    c = config_lib.real_protocol_config(("celeba_spoof",), "celeba_spoof", variant or "dtda")
+    c = dtda_real.get_config(("celeba_spoof",), "celeba_spoof", variant or "dtda")
     c.data.real.celeba_spoof_protocol = f"p2_{group}"
     return c

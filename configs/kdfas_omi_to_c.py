@@ -5,11 +5,16 @@ datasets"); variants as in kdfas_synthetic_to_kiosk.py:
 
     python -m dtda_jax.main --config=configs/kdfas_omi_to_c.py            # or :kd_teacher, :kd_student, ...
 
-Settings: `config_lib.kdfas_protocol_config` and `config_lib.kdfas_defaults`.
+Settings: configs/base/kdfas_real.py; the KDFAS choices: dtda_jax/methods/kdfas/config.py.
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+kdfas_real = load_base(__file__, "base/kdfas_real.py")
+
+SOURCES = ("oulu_npu", "msu_mfsd", "replay_attack")
+TARGET = "casia_fasd"
 
 
 def get_config(variant: str = "kdfas"):
-    return config_lib.kdfas_protocol_config(*config_lib.PAPER_PROTOCOLS["omi_to_c"], variant)
+    return kdfas_real.get_config(SOURCES, TARGET, variant)

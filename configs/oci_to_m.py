@@ -7,11 +7,17 @@ convert the released teachers (README, "Real teachers and ImageNet initialisatio
 
     python -m dtda_jax.main --config=configs/oci_to_m.py            # or :baseline, :fr, :fa, :fr_fa
 
-Settings, split conventions and HTER threshold: README, "Protocol configs".
+Settings: configs/base/dtda_real.py (the paper's hyper-parameters); split conventions
+and HTER threshold: README, "Protocol configs".
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_real = load_base(__file__, "base/dtda_real.py")
+
+SOURCES = ("oulu_npu", "casia_fasd", "replay_attack")
+TARGET = "msu_mfsd"
 
 
 def get_config(variant: str = "dtda"):
-    return config_lib.real_protocol_config(*config_lib.PAPER_PROTOCOLS["oci_to_m"], variant)
+    return dtda_real.get_config(SOURCES, TARGET, variant)

@@ -6,11 +6,13 @@ Select one of the paper's ablation variants (Table II) with an argument:
 `--config=configs/synthetic.py:baseline` (baseline, fr, fa, fr_fa, dtda; default dtda), or
 `:dat` for the domain-adversarial-training (gradient reversal) baseline.
 The same protocol as `synthetic_to_kiosk.py`; the other held-out domains have their own
-files. Settings: `dtda_jax.config_lib.synthetic_demo_config`.
+files. Settings: configs/base/dtda_synthetic.py.
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_synthetic = load_base(__file__, "base/dtda_synthetic.py")
 
 
 def get_config(variant: str = "dtda"):
-    return config_lib.synthetic_demo_config("kiosk", variant)
+    return dtda_synthetic.get_config(target="kiosk", variant=variant)

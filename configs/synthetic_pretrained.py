@@ -15,8 +15,14 @@ converted weights of the released shapes), so the 400 steps take about 40 minute
 a GPU is the intended place.
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+from dtda_jax.methods.dtda import config as dtda
+
+dtda_synthetic = load_base(__file__, "base/dtda_synthetic.py")
 
 
 def get_config(variant: str = "dtda"):
-    return config_lib.use_released_weights(config_lib.synthetic_demo_config("kiosk", variant))
+    c = dtda_synthetic.get_config(target="kiosk", variant=variant, own_teachers=False)
+    # ArcFace r50 @112, StarGAN D CelebA @128 from pretrained/, ImageNet ResNet-18 student and
+    # domain classifier (width 64).
+    return dtda.use_released_weights(c)

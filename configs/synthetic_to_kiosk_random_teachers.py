@@ -7,10 +7,10 @@ shows what the teachers' face priors add:
         --variants=fr,fa,fr_fa,dtda --seeds=0,1,2 --out=runs/teachers
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_synthetic = load_base(__file__, "base/dtda_synthetic.py")
 
 
 def get_config(variant: str = "dtda"):
-    config = config_lib.synthetic_demo_config("kiosk", variant)
-    config.teachers.own_teachers = False
-    return config
+    return dtda_synthetic.get_config(target="kiosk", variant=variant, own_teachers=False)

@@ -5,8 +5,10 @@
 Variant argument as in synthetic.py (e.g. `--config=configs/synthetic_to_webcam.py:baseline`).
 """
 
-from dtda_jax import config_lib
+from dtda_jax.config import load_base
+
+dtda_synthetic = load_base(__file__, "base/dtda_synthetic.py")
 
 
 def get_config(variant: str = "dtda"):
-    return config_lib.synthetic_demo_config("webcam", variant)
+    return dtda_synthetic.get_config(target="webcam", variant=variant)

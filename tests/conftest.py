@@ -18,14 +18,15 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402  (after the environment is set)
 
-from dtda_jax import config_lib  # noqa: E402
+from dtda_jax.config import apply_variant  # noqa: E402
+from dtda_jax.methods.dtda import config as dtda_config  # noqa: E402
 
 TINY_DATA = dict(train_identities_per_domain=2, test_identities_per_domain=1, frames_per_video=2)
 
 
 def tiny_config(data_dir, variant="dtda"):
-    c = config_lib.base_config()
-    config_lib.apply_variant(c, variant)
+    c = dtda_config.default_config()
+    apply_variant(c, variant)
     c.data.data_dir = str(data_dir)
     c.data.image_size = 32
     c.data.synthetic_overrides = TINY_DATA
@@ -56,3 +57,13 @@ def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tfds")
     pipeline.load_protocol(tiny_config(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def dtda_run(data_dir, tmp_path_factory):
+    """One uninterrupted run of tiny_config (DTDA, random teachers): (workdir, results). The
+    tests that compare against an uninterrupted run share it."""
+    from dtda_jax import train
+
+    workdir = str(tmp_path_factory.mktemp("dtda_run") / "run")
+    return workdir, train.train_and_evaluate(tiny_config(data_dir), workdir)

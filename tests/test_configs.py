@@ -5,9 +5,12 @@ import os
 
 import pytest
 
-from dtda_jax import config_lib
-from dtda_jax.data.render import DOMAINS
+from dtda_jax import config as config_lib
+from dtda_jax.config import common, records
+from dtda_jax.data.synthetic import DOMAINS
 from dtda_jax.main import default_workdir
+from dtda_jax.methods.dtda import config as dtda_config
+from dtda_jax.methods.kdfas import config as kdfas_config
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
@@ -20,7 +23,7 @@ def test_there_are_configs():
 def variants_of(path):
     """The ablation rows a config file takes: KDFAS's for configs/kdfas_*.py, else DTDA's."""
     kdfas = os.path.basename(path).startswith("kdfas_")
-    return sorted(config_lib.KDFAS_VARIANTS if kdfas else config_lib.VARIANTS)
+    return sorted(kdfas_config.VARIANTS if kdfas else dtda_config.VARIANTS)
 
 
 @pytest.mark.parametrize("path, variant", [(p, v) for p in CONFIG_FILES for v in variants_of(p)],
@@ -94,8 +97,8 @@ def test_intra_dataset_refuses_source_val_threshold():
 def test_real_dataset_names_match_the_data_package():
     from dtda_jax.data import layouts
 
-    assert config_lib.REAL_DATASETS == layouts.DATASETS
-    assert config_lib.CELEBA_SPOOF_PROTOCOLS == layouts.CELEBA_SPOOF_PROTOCOLS
+    assert common.REAL_DATASETS == layouts.DATASETS
+    assert common.CELEBA_SPOOF_PROTOCOLS == layouts.CELEBA_SPOOF_PROTOCOLS
 
 
 def test_leave_one_domain_out_covers_every_domain():
@@ -110,10 +113,11 @@ def test_leave_one_domain_out_covers_every_domain():
 
 
 def test_unknown_variant_and_domain_are_named():
+    base = config_lib.load_base(os.path.join(CONFIG_DIR, "synthetic.py"), "base/dtda_synthetic.py")
     with pytest.raises(ValueError, match="Unknown variant 'dtdaa'"):
-        config_lib.synthetic_demo_config("kiosk", "dtdaa")
+        base.get_config("kiosk", "dtdaa")
     with pytest.raises(ValueError, match="Unknown target domain 'mobile'"):
-        config_lib.synthetic_demo_config("mobile")
+        base.get_config("mobile")
 
 
 @pytest.mark.parametrize("argument, expected", [
@@ -126,9 +130,9 @@ def test_default_workdir(argument, expected):
 
 
 def test_demo_configs_train_their_own_teachers_and_bad_settings_are_named():
-    demo = config_lib.synthetic_demo_config("kiosk")
+    demo = config_lib.load_config_file(os.path.join(CONFIG_DIR, "synthetic.py"))
     assert demo.teachers.own_teachers and not demo.teachers.fr_checkpoint
-    assert not config_lib.base_config().teachers.own_teachers  # real protocols: converted teachers
+    assert not dtda_config.default_config().teachers.own_teachers  # real protocols: converted teachers
     demo.teachers.own_training.fr.steps = 0
     with pytest.raises(config_lib.ConfigError,
                        match=r"config.teachers.own_training: .*fr.steps must be >= 1"):
@@ -138,12 +142,12 @@ def test_demo_configs_train_their_own_teachers_and_bad_settings_are_named():
 
 
 def test_a_run_recorded_before_own_teachers_existed_resumes_with_random_teachers():
-    recorded = config_lib.synthetic_demo_config("kiosk").to_dict()
+    recorded = config_lib.load_config_file(os.path.join(CONFIG_DIR, "synthetic.py")).to_dict()
     for field in ("own_teachers", "own_teachers_dir", "own_training"):
         del recorded["teachers"][field]
-    merged = config_lib.with_defaults(recorded)
+    merged = records.recorded_config(recorded)
     assert merged["teachers"]["own_teachers"] is False
-    assert merged["teachers"]["own_training"]["fr"]["steps"] >= 1
+    assert "own_training" not in merged["teachers"]  # only configs that train their own teachers have it
 
 
 def test_assignments_and_set_field():
@@ -152,7 +156,7 @@ def test_assignments_and_set_field():
     assert config_lib.parse_assignment("optim.schedule= cosine") == ("optim.schedule", "cosine")
     with pytest.raises(ValueError, match="expected FIELD=VALUE, e.g. fr.steps=100"):
         config_lib.parse_assignment("fr.steps", example="fr.steps=100")
-    c = config_lib.base_config()
+    c = dtda_config.default_config()
     config_lib.set_field(c, "train.num_steps", 5)
     assert c.train.num_steps == 5
     for field in ("nope.x", "seed.x", "train.nope"):
@@ -160,3 +164,69 @@ def test_assignments_and_set_field():
             config_lib.set_field(c, field, 1)
     with pytest.raises(ValueError, match="train.num_steps"):
         config_lib.set_field(c, "train.num_steps", "abc")
+
+
+# ---------------------------------------------------------------------------------- run records
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("recorded, config_file", [
+    ("config_31615d3_synthetic.json", "synthetic.py"),
+    ("config_31615d3_kdfas_synthetic_to_kiosk.json", "kdfas_synthetic_to_kiosk.py"),
+    ("config_31615d3_ocm_to_i.json", "ocm_to_i.py"),
+])
+def test_runs_recorded_before_the_one_loop_redesign_resume(recorded, config_file, tmp_path):
+    """config.json files written by 31615d3 (every method's sections in every config, the ViTs'
+    dtype in DTDA's `model`) still match the same config file: those workdirs resume."""
+    (tmp_path / "config.json").write_text(open(os.path.join(DATA_DIR, recorded)).read())
+    config = config_lib.load_config_file(os.path.join(CONFIG_DIR, config_file))
+    assert records.config_changes(config, str(tmp_path)) == []
+    config.seed = 1  # a real change is still refused
+    with pytest.raises(config_lib.ConfigError, match="seed: 0 -> 1"):
+        records.check_same_config(config, str(tmp_path))
+
+
+def with_new_default(monkeypatch, module, section, field, value):
+    """`module.default_config()` with one more field, as a later version might add."""
+    original = module.default_config
+
+    def default_config():
+        c = original()
+        c[section][field] = value
+        return c
+
+    monkeypatch.setattr(module, "default_config", default_config)
+
+
+@pytest.mark.parametrize("changed, other", [(dtda_config, kdfas_config), (kdfas_config, dtda_config)])
+def test_a_default_added_to_one_method_never_blocks_the_other_methods_workdirs(changed, other, monkeypatch,
+                                                                              tmp_path):
+    files = {dtda_config: "synthetic.py", kdfas_config: "kdfas_synthetic_to_kiosk.py"}
+    for module in (changed, other):
+        workdir = tmp_path / module.NAME
+        workdir.mkdir()
+        records.record_config(config_lib.load_config_file(os.path.join(CONFIG_DIR, files[module])), str(workdir))
+    section = "loss" if changed is dtda_config else "kdfas"
+    with_new_default(monkeypatch, changed, section, "new_weight", 0.5)
+    for module in (changed, other):  # both resume: the new field takes its default
+        config = config_lib.load_config_file(os.path.join(CONFIG_DIR, files[module]))
+        assert ("new_weight" in config.get(section, {})) == (module is changed)
+        assert records.config_changes(config, str(tmp_path / module.NAME)) == []
+    config = config_lib.load_config_file(os.path.join(CONFIG_DIR, files[changed]))
+    config[section].new_weight = 0.7  # a non-default value of the new field is a change
+    assert records.config_changes(config, str(tmp_path / changed.NAME)) == [
+        f"{section}.new_weight: 0.5 -> 0.7"]
+
+
+def test_configs_hold_only_their_methods_fields():
+    """A DTDA run records no KDFAS field and no teacher-training settings it does not use; a
+    KDFAS run none of DTDA's; a field of the other method is refused by name."""
+    dtda = config_lib.load_config_file(os.path.join(CONFIG_DIR, "ocm_to_i.py"))
+    kdfas = config_lib.load_config_file(os.path.join(CONFIG_DIR, "kdfas_synthetic_to_kiosk.py"))
+    assert "kdfas" not in dtda and "own_training" not in dtda.teachers
+    assert not {"teachers", "attack", "domain_classifier", "loss", "optim", "model"} & set(kdfas)
+    assert set(kdfas.method) == {"name"}
+    dtda.kdfas = kdfas.kdfas
+    with pytest.raises(config_lib.ConfigError, match=r"config.kdfas.\S+: not a field of dtda configs"):
+        config_lib.validate_config(dtda)

@@ -16,11 +16,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="conversion tests need the `convert` extra (torch)")
 
-from dtda_jax import conversion, converters, train  # noqa: E402
-from dtda_jax.conversion import ConversionError, UnsafeCheckpointError  # noqa: E402
+from dtda_jax import train  # noqa: E402
+from dtda_jax.core.state import rng_key  # noqa: E402
+from dtda_jax.methods.dtda import stages  # noqa: E402
 from dtda_jax.models import (ResNet18Classifier, ResNet18Encoder, StarGANDiscriminator,  # noqa: E402
                              imagenet_normalize, iresnet)
-from dtda_jax.teachers import teacher_input  # noqa: E402
+from dtda_jax.teachers.frozen import init_teacher_variables, teacher_input  # noqa: E402
+from dtda_jax.weights import converters, store, torch_state as conversion  # noqa: E402
+from dtda_jax.weights.torch_state import ConversionError, UnsafeCheckpointError  # noqa: E402
 from tests import torch_reference as ref  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
@@ -65,14 +68,14 @@ def test_arcface_iresnet_matches_pytorch(arch, tmp_path):
                                         "input_size": 112}
     assert manifest["num_params"] == IRESNET_PARAMS[arch]
     assert manifest["source_keys"] == IRESNET_ENTRIES[arch]
-    assert manifest["source_sha256"] == conversion.sha256_of_file(source)
+    assert manifest["source_sha256"] == store.sha256_of_file(source)
 
     x = np.random.default_rng(0).uniform(-1, 1, (3, 112, 112, 3)).astype(np.float32)
     with torch.no_grad():
         expected = module(nchw(x)).numpy()
-    variables, _ = conversion.load_converted(str(tmp_path / "out"),
-                                             converters.arcface_template(manifest["architecture"]),
-                                             kind=converters.KIND_ARCFACE)
+    variables, _ = store.load_converted(str(tmp_path / "out"),
+                                        converters.arcface_template(manifest["architecture"]),
+                                        kind=converters.KIND_ARCFACE)
     got = jax.jit(lambda v, x: iresnet(arch).apply(v, x, train=False))(variables, x)
     assert_matches(got, expected)
 
@@ -92,8 +95,8 @@ def test_stargan_discriminator_matches_pytorch_legacy_format(tmp_path):
     x = np.random.default_rng(1).uniform(-1, 1, (3, 128, 128, 3)).astype(np.float32)
     with torch.no_grad():
         patch, logits = module(nchw(x))
-    variables, _ = conversion.load_converted(str(tmp_path / "out"), None,
-                                             kind=converters.KIND_STARGAN)
+    variables, _ = store.load_converted(str(tmp_path / "out"), None,
+                                        kind=converters.KIND_STARGAN)
     got_patch, got_logits = StarGANDiscriminator().apply(variables, x)
     assert_matches(np.asarray(got_patch).transpose(0, 3, 1, 2), patch.numpy())
     assert_matches(got_logits, logits.numpy())
@@ -123,8 +126,8 @@ def test_resnet18_matches_pytorch_with_dataparallel_prefix(tmp_path):
     with torch.no_grad():
         features = module.features(nchw((x - mean) / std))
         logits = module.fc(features)
-    variables, _ = conversion.load_converted(str(tmp_path / "out"), None,
-                                             kind=converters.KIND_RESNET18)
+    variables, _ = store.load_converted(str(tmp_path / "out"), None,
+                                        kind=converters.KIND_RESNET18)
     model = ResNet18Classifier(num_classes=1000)
     assert_matches(model.apply(variables, x, train=False), logits.numpy())
     got_features = ResNet18Encoder().apply(
@@ -289,12 +292,12 @@ def test_run_uses_converted_teachers_and_imagenet_init(data_dir, tmp_path, capsy
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert not saved["teachers"]["fr"]["random_init"]
-    assert saved["teachers"]["fr"]["source_sha256"] == conversion.sha256_of_file(str(tmp_path / "fr.pth"))
+    assert saved["teachers"]["fr"]["source_sha256"] == store.sha256_of_file(str(tmp_path / "fr.pth"))
     assert saved["student_encoder_init"]["source_file"] == str(tmp_path / "resnet18.pth")
 
     # The loaded FR teacher gives the PyTorch module's embedding on the run's input pipeline.
-    teachers = train.make_teachers(config)
-    variables = train.init_teacher_variables(teachers, train.rng_key(0), config)
+    teachers = stages.make_teachers(config)
+    variables = init_teacher_variables(teachers, rng_key(0), config.teachers)
     x = np.random.default_rng(3).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     with torch.no_grad():
         expected = fr_module(nchw((x - 0.5) / 0.5)).numpy()
@@ -307,7 +310,7 @@ def test_config_that_disagrees_with_the_checkpoint_names_the_field(data_dir, tmp
     config.teachers.fr_checkpoint = paths["fr"]
     config.teachers.fr_arch = "r34"
     with pytest.raises(ValueError, match="config.teachers.fr_arch='r18'"):
-        train.init_teacher_variables(train.make_teachers(config), train.rng_key(0), config)
+        init_teacher_variables(stages.make_teachers(config), rng_key(0), config.teachers)
     # Checked before any work: no workdir is created.
     config = tiny_config(data_dir)
     config.model.init_checkpoint = paths["fr"]
@@ -320,5 +323,6 @@ def test_config_that_disagrees_with_the_checkpoint_names_the_field(data_dir, tmp
         train.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
     # A width-8 student cannot take the width-4 ResNet-18 (checked before the state is touched).
+    config.model.init_checkpoint, config.model.width = paths["resnet18"], 8
     with pytest.raises(ValueError, match="set config.model.width=4"):
-        train.with_pretrained_encoder(None, paths["resnet18"], 8, "model", None, None)
+        stages.encoder_init(config, "model", None, None)(None)

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from dtda_jax import experiments, train
+from dtda_jax import train
+from dtda_jax.analysis import experiments
+from dtda_jax.evaluation.tables import mean_std
 
 PROTOCOL_FILE = '''
 from tests.conftest import tiny_config
@@ -96,14 +98,14 @@ def test_parse_overrides_and_mean_std():
         "train.num_steps": 200, "optim.schedule": "cosine", "data.source_domains": ("a", "b")}
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         experiments.parse_overrides(["train.num_steps"])
-    assert experiments.mean_std([0.1]) == {"mean": 0.1, "std": 0.0, "n": 1}
-    assert experiments.mean_std([1.0, 3.0])["std"] == pytest.approx(np.sqrt(2.0))
+    assert mean_std([0.1]) == {"mean": 0.1, "std": 0.0, "n": 1}
+    assert mean_std([1.0, 3.0])["std"] == pytest.approx(np.sqrt(2.0))
 
 
 def test_figures_of_the_sweep(sweep, tmp_path, capsys):
     from PIL import Image
 
-    from dtda_jax import figures
+    from dtda_jax.analysis import figures
 
     _, out = sweep
     assert figures.main([f"--sweep={out}", "--before=baseline", "--after=dat", "--per_group=3",

@@ -10,8 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import config_lib, conversion, experiments, figures, kdfas, losses, predict, train
+from dtda_jax import config as config_lib
+from dtda_jax import train
+from dtda_jax.analysis import experiments, figures
+from dtda_jax.core.sharding import make_mesh
+from dtda_jax.core.state import image_model_init, init_state, parameter_count, rng_key
+from dtda_jax.inference import predict
+from dtda_jax.inference.scoring import live_probability
+from dtda_jax.methods.kdfas import config as kdfas_config
+from dtda_jax.methods.kdfas import losses, stages, steps
 from dtda_jax.models.vit import EncoderBlock, VisionTransformer
+from dtda_jax.weights import store
 from tests.conftest import tiny_config
 from tests.test_train import assert_trees_close, latest_params
 
@@ -48,9 +57,9 @@ def test_gram_loss_ignores_width_rotation_scale_and_shift():
 
 
 def test_stage_pairing():
-    assert kdfas.stage_blocks(24, 4) == (6, 12, 18, 24)
-    assert kdfas.stage_blocks(12, 4) == (3, 6, 9, 12)
-    assert kdfas.stage_blocks(6, 3) == (2, 4, 6)
+    assert steps.stage_blocks(24, 4) == (6, 12, 18, 24)
+    assert steps.stage_blocks(12, 4) == (3, 6, 9, 12)
+    assert steps.stage_blocks(6, 3) == (2, 4, 6)
 
 
 def test_encoder_block_matches_pytorch():
@@ -86,32 +95,36 @@ def test_encoder_block_matches_pytorch():
 @pytest.mark.parametrize("size, image, expected", [
     # timm vit_base_patch16_224 / vit_large_patch16_224 (86,567,656 / 304,326,632 parameters
     # with their 1000-class heads), with 2-class heads instead.
-    (config_lib.vit_config(16, 768, 12, 12), 224, 86_567_656 - 769_000 + 1_538),
-    (config_lib.vit_config(16, 1024, 24, 16), 224, 304_326_632 - 1_025_000 + 2_050),
+    (kdfas_config.vit_config(16, 768, 12, 12), 224, 86_567_656 - 769_000 + 1_538),
+    (kdfas_config.vit_config(16, 1024, 24, 16), 224, 304_326_632 - 1_025_000 + 2_050),
 ])
 def test_vit_sizes_match_timm(size, image, expected):
-    model = kdfas.make_vit(size, "float32")
+    model = stages.make_vit(size, "float32")
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, image, image, 3))))
-    assert kdfas.parameter_count(shapes["params"]) == expected
+    assert parameter_count(shapes["params"]) == expected
 
 
 def test_vit_returns_requested_blocks():
     model = VisionTransformer(patch_size=4, width=8, depth=3, num_heads=2, mlp_dim=16)
     x = jnp.zeros((2, 8, 8, 3))
-    variables = jax.jit(model.init)(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), x)  # rbg: fast to compile on CPU
     out = jax.jit(lambda v, x: model.apply(v, x, return_blocks=(3, 1)))(variables, x)
     assert out["cls_logits"].shape == (2, 2) and [t.shape for t in out["block_tokens"]] == [(2, 5, 8)] * 2
     with pytest.raises(ValueError, match="numbered 1..3"):
         model.apply(variables, x, return_blocks=(4,))
 
 
+def demo_config(variant="kdfas"):
+    return config_lib.load_config_file("configs/kdfas_synthetic_to_kiosk.py", variant)
+
+
 def test_kdfas_configs_and_variants():
-    for variant in config_lib.KDFAS_VARIANTS:
-        c = config_lib.kdfas_demo_config("kiosk", variant)
+    for variant in kdfas_config.VARIANTS:
+        c = demo_config(variant)
         config_lib.validate_config(c)
         assert c.method.name == "kdfas" and config_lib.variant_name(c) == variant
     with pytest.raises(ValueError, match="Unknown KDFAS variant 'dtda'"):
-        config_lib.kdfas_demo_config("kiosk", "dtda")
+        demo_config("dtda")
     for key in config_lib.PAPER_PROTOCOLS:
         c = config_lib.load_config_file(f"configs/kdfas_{key}.py", "kd_decision")
         config_lib.validate_config(c)
@@ -127,34 +140,42 @@ def test_kdfas_configs_and_variants():
     ("kdfas.student.num_heads", 5, "divisible by the number of heads"),
     ("kdfas.student.patch_size", 4, "same patches"),
     ("kdfas.report", "both", "must be one of"),
-    ("method.use_domain_attack", True, "DTDA's switches"),
+    ("method.use_domain_attack", True, "not a field of kdfas configs"),
 ])
 def test_bad_kdfas_values_are_named(field, value, message):
-    c = config_lib.kdfas_demo_config("kiosk")
-    config_lib.set_field(c, field, value)
+    c = demo_config()
+    section, key = field.rsplit(".", 1)
+    node = c
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value  # DTDA's switch is no KDFAS field: assigning adds it, validation refuses it
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.validate_config(c)
 
 
 def test_teacher_cache_key_follows_teacher_settings_only(tmp_path):
-    c = config_lib.kdfas_demo_config("kiosk")
-    base = kdfas.teacher_directory(c)
+    c = demo_config()
+    base = stages.teacher_directory(c)
     c.kdfas.student.width, c.kdfas.lambda_feature, c.train.num_steps = 64, 3.0, 10
     c.data.eval_batch_size = 7
-    assert kdfas.teacher_directory(c) == base  # student-side settings share the teacher
+    assert stages.teacher_directory(c) == base  # student-side settings share the teacher
     for field, value in (("seed", 1), ("kdfas.teacher.depth", 3), ("kdfas.teacher_optim.learning_rate", 0.1),
                          ("data.source_domains", ("studio", "webcam"))):
-        other = config_lib.kdfas_demo_config("kiosk")
+        other = demo_config()
         config_lib.set_field(other, field, value)
-        assert kdfas.teacher_directory(other) != base, field
+        assert stages.teacher_directory(other) != base, field
 
 
 def tiny_kdfas_config(data_dir, teacher_dir, variant="kdfas"):
-    c = tiny_config(data_dir)
-    config_lib.use_kdfas(c, variant)
+    """tiny_config's data and loop with a KDFAS section of 2-block ViTs."""
+    dtda = tiny_config(data_dir)
+    c = kdfas_config.default_config()
+    config_lib.apply_variant(c, variant)
+    for section in ("data", "train", "eval"):
+        c[section] = dtda[section]
     k = c.kdfas
-    k.teacher = config_lib.vit_config(8, 16, 2, 2)
-    k.student = config_lib.vit_config(8, 8, 2, 2)
+    k.teacher = kdfas_config.vit_config(8, 16, 2, 2)
+    k.student = kdfas_config.vit_config(8, 8, 2, 2)
     k.num_stages = 2
     k.teacher_num_steps = 4
     k.teacher_optim.warmup_steps = k.student_optim.warmup_steps = 1
@@ -191,8 +212,8 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
     loaded = predict.load_run(str(tmp_path / "kdfas"), "latest")
     crops = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     params = latest_params(str(tmp_path / "kdfas"))[1]["params"]
-    expected = train.live_probability({"params": params}, jnp.asarray(crops),
-                                      student=kdfas.make_vit(config.kdfas.student, "float32"))
+    expected = live_probability({"params": params}, jnp.asarray(crops),
+                                model=stages.make_vit(config.kdfas.student, "float32"))
     np.testing.assert_allclose(predict.score_crops(loaded.score_fn, loaded.variables, crops, 4), expected,
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(predict.PredictError, match="teacher-alone run"):
@@ -273,7 +294,7 @@ def timm_style_vit(torch, patch, width, depth, heads, image, classes=10):
 
 def test_timm_vit_conversion_matches_pytorch_and_initialises_kdfas(data_dir, tmp_path):
     torch = pytest.importorskip("torch")
-    from dtda_jax import converters
+    from dtda_jax.weights import converters
 
     torch.manual_seed(0)
     ref = timm_style_vit(torch, patch=8, width=16, depth=2, heads=2, image=32)
@@ -281,7 +302,7 @@ def test_timm_vit_conversion_matches_pytorch_and_initialises_kdfas(data_dir, tmp
     manifest = converters.convert_timm_vit(str(tmp_path / "vit.pth"), str(tmp_path / "vit"), num_heads=2)
     assert manifest["architecture"] == {"patch_size": 8, "width": 16, "depth": 2, "num_heads": 2,
                                         "mlp_dim": 64, "image_size": 32}
-    variables, _ = conversion.load_converted(str(tmp_path / "vit"), None, kind="timm_vit")
+    variables, _ = store.load_converted(str(tmp_path / "vit"), None, kind="timm_vit")
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     model = VisionTransformer(patch_size=8, width=16, depth=2, num_heads=2, mlp_dim=64)
     ours = model.apply({"params": {**variables["params"], "head": {"kernel": jnp.zeros((16, 2)),
@@ -292,24 +313,24 @@ def test_timm_vit_conversion_matches_pytorch_and_initialises_kdfas(data_dir, tmp
 
     # Into a KDFAS student: everything but the head comes from the checkpoint.
     config = tiny_kdfas_config(data_dir, tmp_path / "teachers", "kd_student")
-    config.kdfas.student = config_lib.vit_config(8, 16, 2, 2)
+    config.kdfas.student = kdfas_config.vit_config(8, 16, 2, 2)
     config.kdfas.student.init_checkpoint = str(tmp_path / "vit")
-    student, tx, _ = kdfas.student_and_optimizer(config)
-    mesh = train.make_mesh(1)
-    fresh = train.init_state(student, tx, train.rng_key(0), 32, mesh)
-    loaded = kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+    student, tx, _ = stages.student_and_optimizer(config)
+    mesh = make_mesh(1)
+    fresh = init_state(image_model_init(student, 32), tx, rng_key(0), mesh)
+    loaded = stages.vit_init(config, "student", tx, mesh)(fresh)
     assert_trees_close({k: v for k, v in loaded.params.items() if k != "head"}, variables["params"], 0, 0)
     assert_trees_close(loaded.params["head"], fresh.params["head"], 0, 0)
     config.kdfas.student.width = 8
     with pytest.raises(ValueError, match="config.kdfas.student.width=16"):
-        kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+        stages.vit_init(config, "student", tx, mesh)(fresh)
     config.kdfas.student.width, config.data.image_size = 16, 64
     with pytest.raises(config_lib.ConfigError, match="set config.data.image_size=32"):
-        kdfas.with_pretrained_vit(fresh, "student", config, tx, mesh)
+        stages.vit_init(config, "student", tx, mesh)(fresh)
 
     state = {k: v.numpy() for k, v in ref.state_dict().items()}
     state["blocks.0.ls1.gamma"] = np.ones(16, np.float32)  # LayerScale: another ViT variant
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "ls.pth")
-    with pytest.raises(conversion.ConversionError, match="blocks.0.ls1.gamma"):
+    with pytest.raises(converters.ConversionError, match="blocks.0.ls1.gamma"):
         converters.convert_timm_vit(str(tmp_path / "ls.pth"), str(tmp_path / "ls"), num_heads=2)
     assert not (tmp_path / "ls").exists()

@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import losses
-from dtda_jax.attack import domain_adversarial_attack
+from dtda_jax.core import losses
+from dtda_jax.methods.dtda.attack import domain_adversarial_attack
+from dtda_jax.methods.dtda.steps import ganin_reversal_scale
+from dtda_jax.models.layers import gradient_reversal
 
 
 def test_cross_entropy_hand_value():
@@ -32,19 +34,19 @@ def test_kd_kl_hand_value():
 def test_gradient_reversal_is_identity_forward_and_negated_backward():
     x = jnp.array([[1.0, -2.0, 3.0]])
     w = jnp.array([[0.5, 2.0, -1.0]])
-    np.testing.assert_array_equal(losses.gradient_reversal(x, 0.3), x)
-    grad = jax.grad(lambda v: jnp.sum(w * losses.gradient_reversal(v, 0.3)))(x)
+    np.testing.assert_array_equal(gradient_reversal(x, 0.3), x)
+    grad = jax.grad(lambda v: jnp.sum(w * gradient_reversal(v, 0.3)))(x)
     np.testing.assert_allclose(grad, -0.3 * w, rtol=1e-6)
     # Under jit with a traced scale, and no gradient flowing to the scale itself.
-    g_scale = jax.jit(jax.grad(lambda s: jnp.sum(losses.gradient_reversal(x * s, s))))(2.0)
+    g_scale = jax.jit(jax.grad(lambda s: jnp.sum(gradient_reversal(x * s, s))))(2.0)
     np.testing.assert_allclose(g_scale, -2.0 * jnp.sum(x), rtol=1e-6)  # only through x * s
 
 
 def test_ganin_schedule_values():
     p = jnp.array([0.0, 0.5, 1.0])
     expected = 2.0 / (1.0 + np.exp(-10.0 * np.array([0.0, 0.5, 1.0]))) - 1.0
-    np.testing.assert_allclose(losses.ganin_reversal_scale(p), expected, rtol=1e-6)
-    assert float(losses.ganin_reversal_scale(0.0)) == 0.0 and float(losses.ganin_reversal_scale(1.0)) > 0.999
+    np.testing.assert_allclose(ganin_reversal_scale(p), expected, rtol=1e-6)
+    assert float(ganin_reversal_scale(0.0)) == 0.0 and float(ganin_reversal_scale(1.0)) > 0.999
 
 
 def test_kd_kl_zero_iff_equal_and_batch_mean():

@@ -9,6 +9,7 @@ import pytest
 sk_metrics = pytest.importorskip("sklearn.metrics")
 
 from dtda_jax.evaluation import metrics as M  # noqa: E402
+from dtda_jax.evaluation.tables import format_results_table  # noqa: E402
 
 SEEDS = (0, 1, 2)
 # (n_live, n_spoof): balanced, spoof-heavy (like OULU/CASIA 1:2, 1:3), live-heavy, tiny.
@@ -287,14 +288,14 @@ def test_evaluate_keys_values_and_json():
 def test_format_results_table():
     labels, scores = _target()
     row = dict(M.evaluate(labels, scores), name="O&C&I->M")
-    table = M.format_results_table([row, dict(row, name="O&M&I->C")])
+    table = format_results_table([row, dict(row, name="O&M&I->C")])
     lines = table.splitlines()
     assert "HTER%(target_eer)" in lines[0] and "AUC%" in lines[0] and "TPR%@FPR=1%" in lines[0]
     assert len(lines) == 4 and lines[2].startswith("O&C&I->M")
     assert f"{row['auc'] * 100:.2f}" in lines[2] and f"{row['hter'] * 100:.2f}" in lines[2]
     # Mixed policies: the policy moves from the header into each HTER cell.
     fixed = dict(M.evaluate(labels, scores, threshold_policy="fixed"), name="fixed")
-    table = M.format_results_table([row, fixed], columns=("name", "hter", "missing"))
+    table = format_results_table([row, fixed], columns=("name", "hter", "missing"))
     head, _, r1, r2 = table.splitlines()
     assert "HTER%" in head and "(" not in head
     assert r1.endswith("(target_eer)  -") and "(fixed)" in r2

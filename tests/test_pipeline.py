@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dtda_jax.data import pipeline
+from dtda_jax.inference.scoring import score_batches
 
 DOMAIN_NAMES = ("a", "b", "c")
 
@@ -122,12 +123,17 @@ def test_augmentation_moves_pixels_only():
 
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, 64])
 def test_eval_batches_cover_every_frame_in_order(batch_size):
+    """Evaluation reads every frame once, in order (`frame_batches`), and the scorer hands the
+    model full batches only (padded), whose first rows are the real frames."""
     frames = fake_frames(SIZES)
-    seen, domains, labels = [], [], []
-    for batch, valid in pipeline.eval_batches(frames, batch_size):
-        assert all(v.shape[0] == batch_size for v in batch.values())
-        seen.extend(batch["image"][:valid, 0, 0, 0].tolist())
-        domains.extend(batch["domain"][:valid].tolist())
-        labels.extend(batch["label"][:valid].tolist())
-    assert seen == list(range(len(frames)))
-    assert domains == frames.domain.tolist() and labels == frames.label.tolist()
+    seen_shapes = []
+
+    def score(_, batch):
+        seen_shapes.append({k: v.shape[0] for k, v in batch.items()})
+        return np.stack([batch["image"][:, 0, 0, 0], batch["domain"], batch["label"]], axis=1)
+
+    out = score_batches(score, None, pipeline.frame_batches(frames, batch_size, ("domain", "label")),
+                        batch_size)
+    assert all(set(shapes.values()) == {batch_size} for shapes in seen_shapes)
+    assert out[:, 0].tolist() == list(range(len(frames)))
+    assert out[:, 1].tolist() == frames.domain.tolist() and out[:, 2].tolist() == frames.label.tolist()

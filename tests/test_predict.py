@@ -1,6 +1,6 @@
 """`python -m dtda_jax.predict` on a tiny trained run.
 
-Covers: scores equal `train.live_probability` on the same crops with the checkpoint's own
+Covers: scores equal `live_probability` on the same crops with the checkpoint's own
 parameters (synthetic whole-image path and the MTCNN path, images and videos); best vs latest
 checkpoint and their thresholds; a real photo gives the box `Detector` gives; `--all_faces`
 orders faces largest first; a video's score is the mean of its frame scores; corrupt files and
@@ -20,8 +20,11 @@ import jax
 import numpy as np
 import pytest
 
-from dtda_jax import predict, train
+from dtda_jax import train
 from dtda_jax.data import face_extraction, pipeline, video as video_lib
+from dtda_jax.inference import predict
+from dtda_jax.inference.scoring import live_probability
+from dtda_jax.methods.dtda import method as dtda_method
 from tests import real_photos
 from tests.conftest import tiny_config
 from tests.test_train import latest_params
@@ -103,10 +106,10 @@ def media(run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(run, run_dir):
-    """{checkpoint directory: crops -> `train.live_probability` with the parameters read straight
+    """{checkpoint directory: crops -> `live_probability` with the parameters read straight
     from its files}; one jitted program (crops padded to 4)."""
-    student = train.make_student(run.config, train.make_teachers(run.config))
-    score = jax.jit(functools.partial(train.live_probability, student=student))
+    student, _ = dtda_method.scored_model(run.config)
+    score = jax.jit(functools.partial(live_probability, model=student))
 
     def scorer(stage):
         _, state = latest_params(run_dir, stage)

@@ -13,7 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from dtda_jax import config_lib, prepare, train
+from dtda_jax import train
+from dtda_jax.data import prepare
 from dtda_jax.data import face_extraction, layouts, pipeline, real_fas, video
 from dtda_jax.data.face_extraction import FaceSettings, FrameSettings
 from dtda_jax.faces import mtcnn

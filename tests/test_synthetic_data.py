@@ -10,9 +10,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dtda_jax.data import render, synthetic_fas
-from dtda_jax.data.render import ATTACK_TYPES, ATTRIBUTES, DOMAIN_PARAMS, DOMAINS
-from dtda_jax.data.synthetic_fas import SyntheticFasConfig, dataset_plan, prepare_synthetic_fas
+from dtda_jax.data import synthetic
+from dtda_jax.data.synthetic import ATTACK_TYPES, ATTRIBUTES, DOMAIN_PARAMS, DOMAINS, benchmark
+from dtda_jax.data.synthetic.benchmark import SyntheticFasConfig, dataset_plan, prepare_synthetic_fas
 
 SIZE = 32
 MAIN = dict(image_size=SIZE, seed=0, train_identities_per_domain=6, test_identities_per_domain=4,
@@ -59,14 +59,14 @@ def test_constants_and_domain_table():
     assert ATTRIBUTES == ("black_hair", "blond_hair", "brown_hair", "male", "young")
     assert ATTACK_TYPES == ("live", "print", "replay", "cut_photo")
     assert len(DOMAINS) == 4 and all(d.islower() for d in DOMAINS)
-    assert synthetic_fas.DOMAINS == DOMAINS
+    assert benchmark.DOMAINS == DOMAINS
     mixes = {p.attack_mix for p in DOMAIN_PARAMS}
     assert len(mixes) == 4, "every domain has its own attack mix"
     for p in DOMAIN_PARAMS:
         assert 0 not in p.attack_mix and len(p.attack_mix) >= 2
     with pytest.raises(dataclasses_frozen_error()):
         DOMAIN_PARAMS[0].jpeg_quality = 1  # type: ignore[misc]
-    assert "attack_mix" in render.domain_table()
+    assert "attack_mix" in synthetic.domain_table()
 
 
 def dataclasses_frozen_error():
@@ -80,16 +80,16 @@ def test_config_names_encode_size_seed_and_counts(tmp_path):
     assert SyntheticFasConfig(image_size=256, seed=3).name == "size256_seed3"
     assert SyntheticFasConfig(**MAIN).name == "size32_seed0_tr6_te4_f2"
     # a fresh config object equal to a registered one is accepted (nothing is built here)
-    b = synthetic_fas.SyntheticFas(data_dir=str(tmp_path), config=SyntheticFasConfig())
+    b = benchmark.SyntheticFas(data_dir=str(tmp_path), config=SyntheticFasConfig())
     assert b.builder_config.name == "size64_seed0" and not b.is_prepared()
     assert b.info.features["image"].shape == (64, 64, 3)
 
 
 def test_identity_sampling():
-    a = render.sample_identity(5, 17)
-    assert a == render.sample_identity(5, 17)
-    assert a != render.sample_identity(5, 18)
-    attrs = np.array([render.sample_identity(0, i).attributes for i in range(200)])
+    a = synthetic.sample_identity(5, 17)
+    assert a == synthetic.sample_identity(5, 17)
+    assert a != synthetic.sample_identity(5, 18)
+    attrs = np.array([synthetic.sample_identity(0, i).attributes for i in range(200)])
     assert set(np.unique(attrs)) <= {0, 1}
     assert (attrs[:, :3].sum(1) <= 1).all(), "hair colour attributes are one-hot or none"
     for j in range(5):  # every attribute occurs both ways
@@ -97,21 +97,21 @@ def test_identity_sampling():
 
 
 def test_render_is_order_independent():
-    idn0, idn1 = render.sample_identity(1, 0, 0), render.sample_identity(1, 1, 2)
-    a = render.render_video(1, 10, idn0, 0, "print", 2, 24)
-    b = render.render_video(1, 11, idn1, "phone", 2, 2, 24)
-    b2 = render.render_video(1, 11, idn1, "phone", 2, 2, 24)
-    a2 = render.render_video(1, 10, idn0, 0, "print", 2, 24)
+    idn0, idn1 = synthetic.sample_identity(1, 0, 0), synthetic.sample_identity(1, 1, 2)
+    a = synthetic.render_video(1, 10, idn0, 0, "print", 2, 24)
+    b = synthetic.render_video(1, 11, idn1, "phone", 2, 2, 24)
+    b2 = synthetic.render_video(1, 11, idn1, "phone", 2, 2, 24)
+    a2 = synthetic.render_video(1, 10, idn0, 0, "print", 2, 24)
     assert a.dtype == np.uint8 and a.shape == (2, 24, 24, 3)
     np.testing.assert_array_equal(a, a2)
     np.testing.assert_array_equal(b, b2)
 
 
 def test_render_256():
-    idn = render.sample_identity(0, 3, 1)
-    render.render_video(0, 0, idn, 1, 0, 1, 256)  # warm caches
+    idn = synthetic.sample_identity(0, 3, 1)
+    synthetic.render_video(0, 0, idn, 1, 0, 1, 256)  # warm caches
     for atk in range(4):
-        v = render.render_video(0, 1 + atk, idn, 1, atk, 1, 256)
+        v = synthetic.render_video(0, 1 + atk, idn, 1, atk, 1, 256)
         assert v.shape == (1, 256, 256, 3) and v.dtype == np.uint8
         assert 20 < v.mean() < 235 and v.std() > 10, ATTACK_TYPES[atk]
 
@@ -141,7 +141,7 @@ def test_deterministic_builds(tmp_path, capsys):
 def test_interrupted_build_recovers(tmp_path, monkeypatch):
     data_dir = str(tmp_path)
     cfg = SyntheticFasConfig(seed=5, **TINY)
-    real = synthetic_fas.render_video
+    real = benchmark.render_video
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -150,10 +150,10 @@ def test_interrupted_build_recovers(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated interruption")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic_fas, "render_video", flaky)
+    monkeypatch.setattr(benchmark, "render_video", flaky)
     with pytest.raises(KeyboardInterrupt):
         prepare_synthetic_fas(data_dir, seed=5, **TINY)
-    monkeypatch.setattr(synthetic_fas, "render_video", real)
+    monkeypatch.setattr(benchmark, "render_video", real)
     config_dir = os.path.join(data_dir, "synthetic_fas", cfg.name)
     assert not os.path.exists(os.path.join(config_dir, "1.0.0")), "no half-written dataset"
     # a build killed hard leaves a temporary directory behind: it is cleaned up

@@ -8,15 +8,22 @@ report tests.
 import json
 import math
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dtda_jax import conversion, teacher_training as tt, teachers, xla_cpu
-from dtda_jax.data import face_corpus as fc
-from dtda_jax.data import synthetic_fas
+from dtda_jax.core import xla_cpu
+from dtda_jax.core.loop import StopAt
+from dtda_jax.data.synthetic import benchmark as synthetic_fas
+from dtda_jax.data.synthetic import face_corpus as fc
+from dtda_jax.evaluation import face_quality
+from dtda_jax.methods.dtda import stages
+from dtda_jax.teachers import frozen as teachers
+from dtda_jax.teachers import training as tt
+from dtda_jax.weights import store
 from tests.conftest import TINY_DATA, tiny_config
 
 TINY_CORPUS = fc.CorpusSettings(image_size=32, seed=0, train_identities=5, heldout_identities=3,
@@ -143,7 +150,7 @@ def test_verification_metrics_match_sklearn_on_a_toy_set():
     identity = np.repeat(np.arange(4), 3)
     centres = rng.normal(size=(4, 8))
     emb = centres[identity] + 0.9 * rng.normal(size=(12, 8))
-    out = tt.verification_metrics(emb, identity, folds=2)
+    out = face_quality.verification_metrics(emb, identity, folds=2)
 
     e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     i, j = np.triu_indices(12, 1)
@@ -154,7 +161,7 @@ def test_verification_metrics_match_sklearn_on_a_toy_set():
     assert 0.5 < out["auc"] < 1.0  # informative but imperfect: a real test of the pairing
     assert out["tar_at_far_1e-02"] is None and out["tar_at_far_1e-03"] is None  # 54 impostors
 
-    capped = tt.verification_metrics(emb, identity, max_negative_pairs=20, folds=2)
+    capped = face_quality.verification_metrics(emb, identity, max_negative_pairs=20, folds=2)
     assert capped["impostor_pairs"] == 20 and capped["2fold_pairs"] == 2 * 12
 
 
@@ -162,14 +169,14 @@ def test_best_threshold_accuracy_matches_brute_force_and_folds_generalise():
     rng = np.random.default_rng(1)
     scores = np.round(rng.normal(size=40), 1)  # ties on purpose
     labels = (scores + rng.normal(scale=0.8, size=40) > 0).astype(int)
-    t, acc = tt.best_threshold_accuracy(scores, labels)
+    t, acc = face_quality.best_threshold_accuracy(scores, labels)
     brute = max(np.mean((scores >= c) == (labels == 1)) for c in np.r_[scores, np.inf])
     assert acc == pytest.approx(brute) and np.mean((scores >= t) == (labels == 1)) == pytest.approx(acc)
 
-    separable = tt.kfold_threshold_accuracy(np.r_[np.ones(20), -np.ones(20)],
-                                            np.r_[np.ones(20), np.zeros(20)], folds=10)
+    separable = face_quality.kfold_threshold_accuracy(np.r_[np.ones(20), -np.ones(20)],
+                                                      np.r_[np.ones(20), np.zeros(20)], folds=10)
     assert separable["accuracy"] == 1.0
-    noise = tt.kfold_threshold_accuracy(rng.normal(size=400), rng.integers(0, 2, 400), folds=10)
+    noise = face_quality.kfold_threshold_accuracy(rng.normal(size=400), rng.integers(0, 2, 400), folds=10)
     assert 0.35 < noise["accuracy"] < 0.65
 
 
@@ -177,7 +184,7 @@ def test_attribute_metrics_and_majority_floor():
     logits = np.array([[2.0, -1.0], [-1.0, -1.0], [1.0, 3.0], [-2.0, 1.0]])
     attrs = np.array([[1, 0], [0, 0], [0, 1], [0, 1]])
     reference = np.array([[1, 1], [1, 1], [0, 1]])  # training labels: majority a=1, b=1
-    out = tt.attribute_metrics(logits, attrs, ["a", "b"], reference_attributes=reference)
+    out = face_quality.attribute_metrics(logits, attrs, ["a", "b"], reference_attributes=reference)
     assert out["accuracy"] == {"a": 0.75, "b": 1.0} and out["mean_accuracy"] == 0.875
     assert out["auc"]["b"] == 1.0 and out["majority_accuracy"] == {"a": 0.25, "b": 0.5}
 
@@ -220,39 +227,39 @@ def test_trained_teachers_load_like_converted_ones(trained, capsys):
     config, _, paths, _ = trained
     config = tiny_config("unused")
     config.teachers.fr_checkpoint, config.teachers.fa_checkpoint = paths["fr"], paths["fa"]
-    made = teachers.make_teachers(config)
-    loaded = teachers.init_teacher_variables(made, jax.random.key(0), config)
+    made = stages.make_teachers(config)
+    loaded = teachers.init_teacher_variables(made, jax.random.key(0), config.teachers)
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" not in out and out.count("loaded converted") == 2
     for name, kind in teachers.TEACHER_KINDS.items():
-        manifest = conversion.read_manifest(paths[name])
+        manifest = store.read_manifest(paths[name])
         assert manifest["kind"] == kind
-        assert manifest["source_sha256"] == conversion.sha256_of_file(paths[name] + ".report.json")
+        assert manifest["source_sha256"] == store.sha256_of_file(paths[name] + ".report.json")
         assert manifest["quality"] == _report(paths[name])["quality"]
-        assert manifest["trained_by"]["tool"] == "dtda_jax.teacher_training"
+        assert manifest["trained_by"]["tool"] == "dtda_jax.teachers.training"
         assert jax.tree.structure(loaded[name]) == jax.tree.structure(
             jax.eval_shape(made[name].init, jax.random.key(0)))
-        direct, _ = conversion.load_converted(paths[name], None, kind=kind)
+        direct, _ = store.load_converted(paths[name], None, kind=kind)
         for a, b in zip(jax.tree.leaves(loaded[name]), jax.tree.leaves(direct), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert conversion.read_manifest(paths["fr"])["architecture"] == {
+    assert store.read_manifest(paths["fr"])["architecture"] == {
         "arch": "r18", "width": 4, "num_features": 512, "input_size": 32}
-    assert conversion.read_manifest(paths["fa"])["architecture"] == {
+    assert store.read_manifest(paths["fa"])["architecture"] == {
         "image_size": 32, "conv_dim": 4, "c_dim": 5, "repeat_num": 5}
-    fr_quality = conversion.read_manifest(paths["fr"])["quality"]
+    fr_quality = store.read_manifest(paths["fr"])["quality"]
     assert set(fr_quality) == {"protocol", "trained", "random_init"}
     assert 0.0 <= fr_quality["trained"]["auc"] <= 1.0
 
     config.teachers.fr_width = 8
     with pytest.raises(ValueError, match=r"config.teachers.fr_width=4 \(config has 8\)"):
-        teachers.init_teacher_variables(teachers.make_teachers(config), jax.random.key(0), config)
+        teachers.init_teacher_variables(stages.make_teachers(config), jax.random.key(0), config.teachers)
 
 
 def test_fa_trains_the_attribute_path_and_leaves_the_real_fake_head_at_init(trained):
     config, _, paths, _ = trained
     teacher = tt.teacher_module(config, "fa")
     init = tt._init_variables(teacher, tt._init_key(tiny_settings().seed, 2))["params"]
-    saved, _ = conversion.load_converted(paths["fa"], None, kind=teachers.TEACHER_KINDS["fa"])
+    saved, _ = store.load_converted(paths["fa"], None, kind=teachers.TEACHER_KINDS["fa"])
     np.testing.assert_array_equal(np.asarray(saved["params"]["conv1"]["kernel"]),
                                   np.asarray(init["conv1"]["kernel"]))
     for name in ("main_0", "conv2"):
@@ -283,6 +290,31 @@ def test_second_call_reuses_the_cache_and_names_follow_the_architecture(trained,
     assert tt.teacher_cache_name(other, "fa", s) != os.path.basename(paths["fa"])
 
 
+def test_interrupted_training_resumes_to_the_same_teacher(trained, tmp_path, monkeypatch):
+    """The own teachers train through the stage loop: stopped after 5 of 16 steps, the next call
+    resumes from that checkpoint and saves the teacher an uninterrupted training saved."""
+    config, cache, paths, _ = trained
+    shutil.copytree(os.path.join(cache, "corpus"), tmp_path / "corpus")  # rendered once
+    fast_compile(monkeypatch)
+    lines = []
+    assert tt.ensure_trained_teachers(config, str(tmp_path), tiny_settings(), names=("fr",),
+                                      log=lines.append, stop=StopAt(5)) is None
+    name = os.path.basename(paths["fr"])
+    assert any("[teacher fr] step 5/16" in line for line in lines)
+    assert os.listdir(tmp_path / f"{name}.training" / "checkpoints") == ["5"]
+    assert not (tmp_path / name).exists()
+    lines.clear()
+    resumed = tt.ensure_trained_teachers(config, str(tmp_path), tiny_settings(), names=("fr",), log=lines.append)
+    assert "[teacher fr] resumed from step 5" in lines
+    assert not (tmp_path / f"{name}.training").exists()  # removed once the teacher is saved
+    a, _ = store.load_converted(paths["fr"], None, kind=teachers.TEACHER_KINDS["fr"])
+    b, _ = store.load_converted(resumed["fr"], None, kind=teachers.TEACHER_KINDS["fr"])
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+    assert [h["step"] for h in _report(resumed["fr"])["history"]] == list(range(1, 17))
+    assert _report(resumed["fr"])["history"] == _report(paths["fr"])["history"]
+
+
 def test_interrupted_save_leaves_no_checkpoint_and_the_next_call_trains(trained, monkeypatch):
     config, cache, _, _ = trained
     s = tiny_settings()
@@ -294,13 +326,13 @@ def test_interrupted_save_leaves_no_checkpoint_and_the_next_call_trains(trained,
 
     fast_compile(monkeypatch)
     with monkeypatch.context() as mp:
-        mp.setattr(conversion.os, "rename", crash)  # the checkpoint's final rename
+        mp.setattr(store.os, "rename", crash)  # the checkpoint's final rename
         with pytest.raises(KeyboardInterrupt):
             tt.ensure_trained_teachers(config, cache, s, names=("fa",), log=lambda _: None)
     assert not os.path.exists(target)
     assert not [e for e in os.listdir(cache) if e.startswith(".")]  # no staging / temp files
     assert tt.ensure_trained_teachers(config, cache, s, names=("fa",), log=lambda _: None) == {"fa": target}
-    conversion.check_converted(target, teachers.TEACHER_KINDS["fa"])
+    store.check_converted(target, teachers.TEACHER_KINDS["fa"])
 
 
 def test_settings_errors_and_overrides():
@@ -320,13 +352,12 @@ def test_a_run_with_own_teachers_distils_from_the_cached_ones(trained, data_dir,
     teachers (here already cached, so nothing is trained), records their provenance and keeps
     the recorded config free of machine-specific paths."""
     from dtda_jax import train
+    from dtda_jax.methods.dtda import config as dtda_config
 
     _, cache, paths, _ = trained
     config = tiny_config(data_dir)
-    config.teachers.own_teachers = True
-    config.teachers.own_teachers_dir = cache
-    config.teachers.own_training = tiny_settings()
-    config.train.num_steps = 3
+    dtda_config.use_own_teachers(config, tiny_settings())
+    config.teachers.own_teachers_dir = cache  # the run's programs are dtda_run's (tiny_config)
     workdir = tmp_path / "run"
     with pytest.MonkeyPatch.context() as mp:
         fast_compile(mp)

@@ -8,6 +8,7 @@ missing dataset give clear errors.
 
 import json
 import os
+import pathlib
 import warnings
 
 import jax
@@ -15,9 +16,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dtda_jax import config_lib, train
+from dtda_jax import config as config_lib
+from dtda_jax import train
+from dtda_jax.config import records
+from dtda_jax.core import loop, optim
+from dtda_jax.core.sharding import check_batch_divisible, make_mesh, put_batch, replicated
+from dtda_jax.core.state import image_model_init, init_state, rng_key
 from dtda_jax.data import pipeline
+from dtda_jax.methods.dtda import stages
+from dtda_jax.teachers.frozen import init_teacher_variables
 from tests.conftest import tiny_config
+
 
 def latest_params(workdir, stage="student"):
     directory = os.path.join(workdir, "checkpoints", stage)
@@ -36,9 +45,10 @@ def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-def test_full_dtda_run_writes_results(data_dir, tmp_path):
-    results = train.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "run"))
-    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+def test_full_dtda_run_writes_results(dtda_run):
+    workdir, results = dtda_run
+    run = pathlib.Path(workdir)
+    saved = json.loads((run / "results.json").read_text())
     assert saved["variant"] == "dtda"
     assert saved["teachers"]["fr"]["random_init"] and saved["teachers"]["fa"]["random_init"]
     reported = saved["reported"]
@@ -49,17 +59,17 @@ def test_full_dtda_run_writes_results(data_dir, tmp_path):
     # The domain classifier was trained first, and the attack lowered its accuracy.
     dc = saved["domain_classifier"]
     assert dc["source_val_domain_acc_attacked"] <= dc["source_val_domain_acc_clean"]
-    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     student = [l for l in lines if l["stage"] == "student"]
     assert [l["step"] for l in student] == [2, 4, 6]
     assert {"loss", "loss_fas", "loss_fr", "loss_fa", "attack_linf_255"} <= set(student[0])
     assert all(abs(l["attack_linf_255"] - 4.0) < 1e-3 for l in student)
-    assert os.listdir(tmp_path / "run" / "tensorboard")
+    assert os.listdir(run / "tensorboard")
     # Each evaluation's per-video scores are kept; they reproduce its AUC (scikit-learn).
     from sklearn.metrics import roc_auc_score
 
-    assert sorted(os.listdir(tmp_path / "run" / "scores")) == ["step_0000003.npz", "step_0000006.npz"]
-    with np.load(tmp_path / "run" / "scores" / "step_0000006.npz") as scores:
+    assert sorted(os.listdir(run / "scores")) == ["step_0000003.npz", "step_0000006.npz"]
+    with np.load(run / "scores" / "step_0000006.npz") as scores:
         assert roc_auc_score(scores["target_labels"], scores["target_scores"]) == pytest.approx(
             saved["by_selection"]["last"]["auc"], abs=1e-9)
         assert len(scores["target_labels"]) == reported["num_live"] + reported["num_spoof"]
@@ -81,9 +91,9 @@ def test_domain_adversarial_training_baseline(data_dir, tmp_path):
         assert l["loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_resume_equals_uninterrupted(data_dir, tmp_path):
+def test_resume_equals_uninterrupted(data_dir, dtda_run, tmp_path):
     config = tiny_config(data_dir)
-    train.train_and_evaluate(config, str(tmp_path / "straight"))
+    straight = dtda_run[0]
     resumed = str(tmp_path / "resumed")
     # Interrupted once inside the domain-classifier stage and once inside the student stage.
     assert train.train_and_evaluate(config, resumed, stop_after=3) is None
@@ -91,22 +101,20 @@ def test_resume_equals_uninterrupted(data_dir, tmp_path):
     assert latest_params(resumed)[0] == 3
     train.train_and_evaluate(config, resumed)
     for stage in ("domain_classifier", "student"):
-        step_a, a = latest_params(str(tmp_path / "straight"), stage)
+        step_a, a = latest_params(straight, stage)
         step_b, b = latest_params(resumed, stage)
         assert step_a == step_b
         assert_trees_close(a, b)
-    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    straight = json.loads((pathlib.Path(straight) / "results.json").read_text())
     again = json.loads((tmp_path / "resumed" / "results.json").read_text())
     assert straight["reported"]["auc"] == pytest.approx(again["reported"]["auc"], abs=1e-6)
 
 
-def test_same_seed_reproduces(data_dir, tmp_path):
-    config = tiny_config(data_dir, "fr_fa")
-    a = train.train_and_evaluate(config, str(tmp_path / "a"))
-    b = train.train_and_evaluate(config, str(tmp_path / "b"))
+def test_same_seed_reproduces(data_dir, dtda_run, tmp_path):
+    workdir, a = dtda_run
+    b = train.train_and_evaluate(tiny_config(data_dir), str(tmp_path / "b"))
     assert a["reported"] == b["reported"]
-    assert_trees_close(latest_params(str(tmp_path / "a"))[1], latest_params(str(tmp_path / "b"))[1],
-                       rtol=0, atol=0)
+    assert_trees_close(latest_params(workdir)[1], latest_params(str(tmp_path / "b"))[1], rtol=0, atol=0)
 
 
 def test_step_independent_of_device_count(data_dir):
@@ -118,19 +126,19 @@ def test_step_independent_of_device_count(data_dir):
         protocol.train, protocol.domain_names, 3, 2, seed=0, num_steps=2, flip=True,
         crop_padding=0.0625)
     batches = [next(iterator), next(iterator)]
-    teachers = train.make_teachers(config)
-    frozen = train.init_teacher_variables(teachers, train.rng_key(2), config)
-    student = train.make_student(config, teachers)
-    schedule = train.learning_rate_schedule(config.optim, 2)
-    tx = train.make_optimizer(schedule, 0.9, 5e-4)
+    teachers = stages.make_teachers(config)
+    frozen = init_teacher_variables(teachers, rng_key(2), config.teachers)
+    student = stages.make_student(config, teachers)
+    schedule = optim.learning_rate_schedule(config.optim.learning_rate, 2)
+    tx = optim.make_optimizer("sgd", schedule, momentum=0.9, weight_decay=5e-4)
     finals = []
     for n in (1, 2):
-        mesh = train.make_mesh(n)
-        state = train.init_state(student, tx, train.rng_key(0), 32, mesh)
-        step = train.build_student_step(config, student, tx, schedule, teachers, None, mesh)
-        fr = jax.device_put(frozen, train.replicated(mesh))
+        mesh = make_mesh(n)
+        state = init_state(image_model_init(student, 32), tx, rng_key(0), mesh)
+        step = stages.student_step(config, student, tx, schedule, teachers, None, mesh)
+        fr = jax.device_put(frozen, replicated(mesh))
         for batch in batches:
-            state, metrics = step(state, fr, train.put_batch(batch, mesh))
+            state, metrics = step(state, fr, put_batch(batch, mesh))
         if n == 2:
             assert len(state.params["cls_head"]["kernel"].sharding.device_set) == 2
         finals.append(jax.device_get(state))
@@ -141,7 +149,7 @@ def test_step_independent_of_device_count(data_dir):
 def test_nan_loss_stops_naming_the_step(data_dir, tmp_path):
     config = tiny_config(data_dir, "baseline")
     config.optim.learning_rate = 1e30
-    with pytest.raises(train.NonFiniteLossError, match=r"at step \d+"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"at step \d+"):
         train.train_and_evaluate(config, str(tmp_path / "nan"))
 
 
@@ -159,10 +167,10 @@ def test_config_recorded_before_a_field_existed_still_resumes(data_dir, tmp_path
     recorded = json.loads(config.to_json())
     del recorded["method"]["use_grl_domain_head"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
-    train.check_same_config(config, str(tmp_path))
+    records.check_same_config(config, str(tmp_path))
     config.method.use_grl_domain_head = True
     with pytest.raises(config_lib.ConfigError, match="method.use_grl_domain_head: False -> True"):
-        train.check_same_config(config, str(tmp_path))
+        records.check_same_config(config, str(tmp_path))
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -198,5 +206,5 @@ def test_batch_not_divisible_by_devices():
     # Every balanced batch is even, so 2 host devices always divide it; 4 devices may not.
     four_devices = type("Mesh", (), {"size": 4})()
     with pytest.raises(config_lib.ConfigError, match="samples_per_group.*multiple of 4"):
-        train.check_batch_divisible(3 * 2 * 1, four_devices, "data.samples_per_group")
-    train.check_batch_divisible(3 * 2 * 2, four_devices, "data.samples_per_group")
+        check_batch_divisible(3 * 2 * 1, four_devices, "data.samples_per_group")
+    check_batch_divisible(3 * 2 * 2, four_devices, "data.samples_per_group")

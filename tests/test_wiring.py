@@ -23,10 +23,21 @@ import numpy as np
 import optax
 import pytest
 
-from dtda_jax import kdfas, teacher_training as tt, train
+from dtda_jax import train
+from dtda_jax.core.loop import jit_train_step
+from dtda_jax.core.sharding import make_mesh, put_batch, replicated
+from dtda_jax.core.state import TrainState, image_model_init, init_state, rng_key
 from dtda_jax.data import pipeline
-from dtda_jax.evaluation import metrics
+from dtda_jax.evaluation import fas, metrics
+from dtda_jax.inference.scoring import jit_live_probability, score_batches
+from dtda_jax.methods.common import RunContext
+from dtda_jax.methods.dtda import stages
+from dtda_jax.methods.dtda.steps import attack_images, domain_classifier_train_step
+from dtda_jax.methods.kdfas import stages as kdfas_stages
+from dtda_jax.methods.kdfas import steps as kdfas_steps
 from dtda_jax.models import ResNet18Classifier
+from dtda_jax.teachers import training as tt
+from dtda_jax.teachers.frozen import init_teacher_variables
 from tests.conftest import tiny_config
 from tests.test_kdfas import tiny_kdfas_config
 from tests.test_pipeline import DOMAIN_NAMES, SIZES, fake_frames
@@ -89,8 +100,8 @@ def dense(features, head):
 
 
 def applied_gradient(p0, p1, lr, weight_decay):
-    """The gradient g behind a first step p1 = p0 - lr * (g + wd * p0) of
-    `train.make_optimizer` (the momentum buffer starts at zero)."""
+    """The gradient g behind a first step p1 = p0 - lr * (g + wd * p0) of the SGD of
+    `core.optim.make_optimizer` (the momentum buffer starts at zero)."""
     return jax.tree.map(lambda a, b: (a - b) / lr - weight_decay * a, as64(p0), as64(p1))
 
 
@@ -125,56 +136,61 @@ def informative_config(data_dir, variant="dtda", seed=0):
     return c
 
 
+def source_batches(config, protocol, samples_per_group, seed, num_steps):
+    """The training batches the run's stages read (RunContext.source_batches)."""
+    ctx = RunContext(config=config, workdir="", mesh=None, protocol=protocol, writer=None, stop=None)
+    return ctx.source_batches(samples_per_group, seed, num_steps)
+
+
 @pytest.fixture(scope="module")
 def informative(data_dir):
     config = informative_config(data_dir)
     protocol = pipeline.load_protocol(config)
     # The first student batch of the run; in it live/spoof labels and domains differ.
-    batch = next(train.source_iterator(config, protocol, config.data.samples_per_group, config.seed, 1))
+    batch = next(source_batches(config, protocol, config.data.samples_per_group, config.seed, 1))
     assert np.any(batch["label"] != batch["domain"])
     # One device: compiles faster than two (the device count is covered in test_train.py).
-    return config, protocol, batch, train.make_mesh(1)
+    return config, protocol, batch, make_mesh(1)
 
 
 @pytest.fixture(scope="module")
 def domain_classifier_step(informative):
-    """One step of the domain classifier, built as `train.train_domain_classifier` builds it."""
+    """One step of the domain classifier, built as `stages.train_domain_classifier` builds it."""
     config, protocol, batch, mesh = informative
     dc = config.domain_classifier
     model = ResNet18Classifier(num_classes=protocol.num_source_domains, width=dc.width)
-    tx = train.make_optimizer(optax.constant_schedule(dc.learning_rate), dc.momentum, dc.weight_decay)
-    state = train.init_state(model, tx, train.rng_key(config.seed + 1), config.data.image_size, mesh)
+    tx = stages.domain_classifier_optimizer(dc)
+    state = init_state(image_model_init(model, config.data.image_size), tx, rng_key(config.seed + 1), mesh)
     before = jax.device_get(state)  # the step donates its input state
-    step = train.jit_train_step(functools.partial(train.domain_classifier_train_step, model=model, tx=tx),
-                                mesh, with_frozen=False)
-    after, logged = step(state, train.put_batch(batch, mesh))
+    step = jit_train_step(functools.partial(domain_classifier_train_step, model=model, tx=tx), mesh,
+                          with_frozen=False)
+    after, logged = step(state, put_batch(batch, mesh))
     return model, before, jax.device_get(after), jax.device_get(logged)
 
 
 @pytest.fixture(scope="module")
 def dtda_step(informative, domain_classifier_step):
-    """One DTDA student step (attack, both teachers), built as `train.train_and_evaluate` does,
-    with the domain classifier of `domain_classifier_step`; and outside-the-step references."""
+    """One DTDA student step (attack, both teachers), built as `stages.train_student` does, with
+    the domain classifier of `domain_classifier_step`; and outside-the-step references."""
     config, protocol, batch, mesh = informative
     o = config.optim
     assert (o.schedule, o.warmup_steps, o.grad_clip_norm) == ("constant", 0, 0.0)  # applied_gradient
     domain_model, _, dc_state, _ = domain_classifier_step
-    teachers = train.make_teachers(config)
+    teachers = stages.make_teachers(config)
     frozen = {"domain": {"params": dc_state.params, "batch_stats": dc_state.batch_stats},
-              **train.init_teacher_variables(teachers, train.rng_key(config.seed + 2), config)}
-    frozen = jax.device_put(frozen, train.replicated(mesh))
-    student = train.make_student(config, teachers)
-    schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
-    tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay,
-                              config.optim.grad_clip_norm)
-    state = train.init_state(student, tx, train.rng_key(config.seed), config.data.image_size, mesh)
+              **init_teacher_variables(teachers, rng_key(config.seed + 2), config.teachers)}
+    frozen = jax.device_put(frozen, replicated(mesh))
+    student = stages.make_student(config, teachers)
+    tx, schedule = stages.student_optimizer(config)
+    state = init_state(image_model_init(student, config.data.image_size), tx, rng_key(config.seed), mesh)
     before = jax.device_get(state)
-    step = train.build_student_step(config, student, tx, schedule, teachers, domain_model, mesh)
-    after, logged = step(state, frozen, train.put_batch(batch, mesh))
-    key = jax.random.fold_in(train.rng_key(config.seed), 0)  # the attack key of step 0
+    step = stages.student_step(config, student, tx, schedule, teachers, domain_model, mesh)
+    after, logged = step(state, frozen, put_batch(batch, mesh))
+    key = jax.random.fold_in(rng_key(config.seed), 0)  # the attack key of step 0
+    attack = stages.attack_settings(config)
 
     refs = dict(
-        attack=jax.jit(lambda v, x, y: train.attack_images(x, y, domain_model, v, config.attack, key)),
+        attack=jax.jit(lambda v, x, y: attack_images(x, y, domain_model, v, attack, key)),
         teacher_logits=jax.jit(lambda f, x: {n: t.logits(f[n], x) for n, t in teachers.items()}),
         student=jax.jit(lambda p, s, x: student.apply({"params": p, "batch_stats": s}, x, train=True,
                                                       mutable=["batch_stats"])[0]),
@@ -302,19 +318,18 @@ def test_dat_step_trains_its_domain_head_on_the_domains(data_dir, informative, d
     config = informative_config(data_dir, "dat")
     _, _, batch, mesh = informative
     teachers, frozen, dtda_before = dtda_step["teachers"], dtda_step["frozen"], dtda_step["before"]
-    student = train.make_student(config, teachers)
-    schedule = train.learning_rate_schedule(config.optim, config.train.num_steps)
-    tx = train.make_optimizer(schedule, config.optim.momentum, config.optim.weight_decay)
+    student = stages.make_student(config, teachers)
+    tx, schedule = stages.student_optimizer(config)
     rng = np.random.default_rng(0)
     features_dim = dtda_before.params["cls_head"]["kernel"].shape[0]
     head = {"kernel": 0.3 * rng.standard_normal((features_dim, 3)).astype(np.float32),
             "bias": 0.1 * rng.standard_normal(3).astype(np.float32)}
     params = {**dtda_before.params, "domain_head": head}
-    state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             batch_stats=dtda_before.batch_stats, opt_state=jax.jit(tx.init)(params))
-    step = train.build_student_step(config, student, tx, schedule, teachers, None, mesh)
-    teachers_only = {n: frozen[n] for n in teachers}  # as train_and_evaluate passes them to "dat"
-    after, logged = jax.device_get(step(state, teachers_only, train.put_batch(batch, mesh)))
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=dtda_before.batch_stats,
+                       opt_state=jax.jit(tx.init)(params))
+    step = stages.student_step(config, student, tx, schedule, teachers, None, mesh)
+    teachers_only = {n: frozen[n] for n in teachers}  # as the DTDA method passes them to "dat"
+    after, logged = jax.device_get(step(state, teachers_only, put_batch(batch, mesh)))
 
     x = clean_images(batch)
     out = as64(dtda_step["refs"]["student"](dtda_before.params, dtda_before.batch_stats, x))
@@ -345,21 +360,24 @@ def test_kdfas_student_step_distils_decision_and_features(data_dir, tmp_path):
     config = tiny_kdfas_config(data_dir, tmp_path)
     k = config.kdfas
     protocol = pipeline.load_protocol(config)
-    batch = next(train.source_iterator(config, protocol, config.data.samples_per_group, 0, 1))
+    batch = next(source_batches(config, protocol, config.data.samples_per_group, 0, 1))
     x, labels = clean_images(batch), batch["label"]
-    student, teacher = kdfas.make_vit(k.student, "float32"), kdfas.make_vit(k.teacher, "float32")
+    student, teacher = kdfas_stages.make_vit(k.student, "float32"), kdfas_stages.make_vit(k.teacher, "float32")
     teacher_vars, params = jax.jit(lambda a, b: (teacher.init(a, x[:1]), student.init(b, x[:1])["params"]))(
-        train.rng_key(1), train.rng_key(0))
+        rng_key(1), rng_key(0))
     tx = optax.sgd(1.0)  # the update is minus the gradient
-    state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
-                             opt_state=tx.init(params))
-    step = jax.jit(functools.partial(kdfas.student_train_step, student=student, teacher=teacher, tx=tx,
-                                     schedule=optax.constant_schedule(1.0), kd=k))
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={}, opt_state=tx.init(params))
+    t_blocks = kdfas_steps.stage_blocks(k.teacher.depth, k.num_stages)
+    s_blocks = kdfas_steps.stage_blocks(k.student.depth, k.num_stages)
+    step = jax.jit(functools.partial(
+        kdfas_steps.student_train_step, student=student, teacher=teacher, tx=tx,
+        schedule=optax.constant_schedule(1.0), use_decision_kd=k.use_decision_kd,
+        use_feature_kd=k.use_feature_kd, temperature=k.temperature, scale_kd_by_t2=k.scale_kd_by_t2,
+        lambda_decision=k.lambda_decision, lambda_feature=k.lambda_feature, teacher_blocks=t_blocks,
+        student_blocks=s_blocks))
     after, logged = jax.device_get(step(state, teacher_vars, jax.tree.map(jnp.asarray, batch)))
     applied = jax.tree.map(lambda a, b: a - b, as64(params), as64(after.params))
 
-    t_blocks = kdfas.stage_blocks(k.teacher.depth, k.num_stages)
-    s_blocks = kdfas.stage_blocks(k.student.depth, k.num_stages)
     assert k.scale_kd_by_t2 and len(s_blocks) == 2
 
     def terms(p):  # [CE, KL, Gram of stage 1, Gram of stage 2], written here, not with dtda_jax.losses
@@ -410,7 +428,7 @@ def teacher_batch(images, targets, settings, seed):
     return np.clip(x * gains[0][:, None, None, None], 0.0, 1.0), targets[idx]
 
 
-def test_own_teacher_step_loss_is_that_of_its_batch(data_dir):
+def test_own_teacher_step_loss_is_that_of_its_batch(data_dir, tmp_path):
     """Own teachers: step 1's logged loss (here the fa teacher's attribute BCE) is that of the
     initial network on the images and targets that `batch_indices` selects, augmented as
     documented. Guards images and targets taken from different rows, or the augmentation
@@ -422,7 +440,8 @@ def test_own_teacher_step_loss_is_that_of_its_batch(data_dir):
     s, seed = tt.default_teacher_training_config().fa, 3
     s.update(dict(steps=1, batch_size=4))
     assert s.flip and s.brightness_jitter > 0
-    _, record = tt.train_fa_teacher(teacher, images, attributes, s, seed, log=lambda _: None)
+    _, record = tt.train_fa_teacher(teacher, images, attributes, s, workdir=str(tmp_path), seed=seed,
+                                    log=lambda _: None)
     x, y = teacher_batch(images, attributes, s, seed)
     initial = tt._init_variables(teacher, tt._init_key(seed, 2))  # train_fa_teacher's initialisation
     z = as64(jax.jit(teacher.logits)(initial, x))
@@ -479,21 +498,23 @@ def test_train_iterator_batches_match_their_labels_per_process():
 
 @pytest.mark.parametrize("batch_size", [4, 7])
 def test_eval_batches_match_their_labels(batch_size):
-    """eval_batches on interleaved groups: row i is frame start + i with its label and
-    domain, padding rows included."""
+    """Evaluation batches on interleaved groups as the scorer hands them to the model: row i is
+    frame start + i with its label and domain, padding rows included."""
     frames = fake_frames(SIZES, interleave_seed=2)
-    seen = []
-    for batch, valid in pipeline.eval_batches(frames, batch_size):
+
+    def check(_, batch):
         at = pixel_positions(batch["image"])
         np.testing.assert_array_equal(frames.label[at], batch["label"])
         np.testing.assert_array_equal(frames.domain[at], batch["domain"])
-        seen.extend(at[:valid])
-    assert seen == list(range(len(frames)))
+        return at
+
+    seen = score_batches(check, None, pipeline.frame_batches(frames, batch_size, ("label", "domain")), batch_size)
+    assert seen.tolist() == list(range(len(frames)))
 
 
 def test_real_training_batches_are_stored_frames_of_their_label_and_domain(data_dir):
     """On the built-in benchmark, with augmentation off, every training image (as
-    train.source_iterator serves it) is a stored training frame with that label and domain.
+    the stages read them) is a stored training frame with that label and domain.
     Guards images and labels of real data sources read in different orders."""
     config = tiny_config(data_dir)
     config.data.augment_flip, config.data.augment_crop_padding = False, 0.0
@@ -504,7 +525,7 @@ def test_real_training_batches_are_stored_frames_of_their_label_and_domain(data_
         key = hashlib.sha1(train_frames.read_images([p])[0].tobytes()).hexdigest()
         owners.setdefault(key, set()).add((int(train_frames.label[p]), int(train_frames.domain[p])))
     assert all(len(v) == 1 for v in owners.values())  # every image names one (label, domain)
-    for batch in train.source_iterator(config, protocol, 2, seed=5, num_steps=12):
+    for batch in source_batches(config, protocol, 2, seed=5, num_steps=12):
         for image, label, domain in zip(batch["image"], batch["label"], batch["domain"]):
             assert owners[hashlib.sha1(image.tobytes()).hexdigest()] == {(int(label), int(domain))}
 
@@ -551,12 +572,12 @@ def read_json(path):
 def test_is_better_prefers_lower_hter_then_higher_auc():
     """Best-on-target selection: lower HTER wins, a tie goes to the higher AUC, an exact tie
     keeps the earlier evaluation, and the first evaluation is always the best so far."""
-    assert train.is_better({"hter": 0.4, "auc": 0.1}, None)  # the first evaluation
-    assert train.is_better({"hter": 0.2, "auc": 0.5}, {"hter": 0.3, "auc": 0.9})
-    assert not train.is_better({"hter": 0.3, "auc": 0.9}, {"hter": 0.2, "auc": 0.5})
-    assert train.is_better({"hter": 0.2, "auc": 0.8}, {"hter": 0.2, "auc": 0.7})
-    assert not train.is_better({"hter": 0.2, "auc": 0.7}, {"hter": 0.2, "auc": 0.8})
-    assert not train.is_better({"hter": 0.2, "auc": 0.7}, {"hter": 0.2, "auc": 0.7})  # earlier kept
+    assert fas.is_better({"hter": 0.4, "auc": 0.1}, None)  # the first evaluation
+    assert fas.is_better({"hter": 0.2, "auc": 0.5}, {"hter": 0.3, "auc": 0.9})
+    assert not fas.is_better({"hter": 0.3, "auc": 0.9}, {"hter": 0.2, "auc": 0.5})
+    assert fas.is_better({"hter": 0.2, "auc": 0.8}, {"hter": 0.2, "auc": 0.7})
+    assert not fas.is_better({"hter": 0.2, "auc": 0.7}, {"hter": 0.2, "auc": 0.8})
+    assert not fas.is_better({"hter": 0.2, "auc": 0.7}, {"hter": 0.2, "auc": 0.7})  # earlier kept
 
 
 def test_run_keeps_the_best_and_last_evaluations(informative_run, informative):
@@ -580,10 +601,10 @@ def test_run_keeps_the_best_and_last_evaluations(informative_run, informative):
 
     step, tree = latest_params(workdir, "student_best")
     assert step == best["step"]
-    student = train.make_student(config, train.make_teachers(config))
-    frame_scores = train.score_frames(train.jit_live_probability(student),  # the run's program
-                                      {"params": tree["params"], "batch_stats": tree["batch_stats"]},
-                                      protocol.target, config.data.eval_batch_size, mesh)
+    student = stages.make_student(config, stages.make_teachers(config))
+    frame_scores = fas.frame_scores(jit_live_probability(student),  # the run's program
+                                    {"params": tree["params"], "batch_stats": tree["batch_stats"]},
+                                    protocol.target, config.data.eval_batch_size, mesh)
     video_scores, _, _ = metrics.aggregate_by_video(frame_scores, protocol.target.label,
                                                     protocol.target.video)
     with np.load(os.path.join(workdir, "scores", f"step_{step:07d}.npz")) as scores:
@@ -604,8 +625,8 @@ def by_hand_video_scores(frames, scale):
     return labels, np.array([frame_scores[frames.video == v].mean() for v in videos])
 
 
-def test_evaluate_student_scores_each_video_and_thresholds_on_source_val(data_dir):
-    """evaluate_student with a score that is a known function of the image: per-video labels
+def test_evaluate_model_scores_each_video_and_thresholds_on_source_val(data_dir):
+    """evaluate_model with a score that is a known function of the image: per-video labels
     and scores are what the frame sets say, the metrics are metrics.evaluate of those, and the
     "source_val_eer" threshold comes from the source-val scores."""
     config = tiny_config(data_dir)
@@ -613,7 +634,8 @@ def test_evaluate_student_scores_each_video_and_thresholds_on_source_val(data_di
     config.data.eval_batch_size = 7  # padded batches, rounded up to the device count
     protocol = pipeline.load_protocol(config)
     score_fn = jax.jit(lambda v, images: v["scale"] * jnp.mean(images / 255.0, axis=(1, 2, 3)))
-    result, scores = train.evaluate_student(score_fn, {"scale": 0.5}, protocol, config, train.make_mesh())
+    result, scores = fas.evaluate_model(score_fn, {"scale": 0.5}, protocol, fas.EvalSettings.from_config(config),
+                                        make_mesh())
 
     target = by_hand_video_scores(protocol.target, 0.5)
     source_val = by_hand_video_scores(protocol.source_val, 0.5)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtda_jax import xla_cpu
+from dtda_jax.core import xla_cpu
 
 
 @pytest.mark.parametrize("options", [xla_cpu.TRAINING, xla_cpu.SCORING, xla_cpu.FACE_DETECTION])

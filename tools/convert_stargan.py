@@ -7,7 +7,7 @@ Needs torch: pip install torch==2.13.0 (or pip install -e ".[convert]"). See REA
 "Real teachers and ImageNet initialisation".
 """
 
-from dtda_jax import converters
+from dtda_jax.weights import converters
 
 if __name__ == "__main__":
     converters.run_tool(converters.KIND_STARGAN)

@@ -10,7 +10,7 @@ mean/std) would see differently scaled inputs. Save the state_dict with
 torch.save(model.state_dict(), path). Needs torch: pip install torch==2.13.0. See README, "KDFAS".
 """
 
-from dtda_jax import converters
+from dtda_jax.weights import converters
 
 if __name__ == "__main__":
     converters.run_tool(converters.KIND_VIT)

@@ -8,7 +8,7 @@ frame and face settings; the defaults are those of the protocol configs in confi
 
 import sys
 
-from dtda_jax import prepare
+from dtda_jax.data import prepare
 
 if __name__ == "__main__":
     sys.exit(prepare.main())

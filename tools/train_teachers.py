@@ -8,10 +8,10 @@ Renders the face corpus (cached under OUT/corpus/), trains the face recognition 
 discriminator), prints their quality on held-out identities next to random-init networks,
 and saves them as converted checkpoints (OUT/<name>/manifest.json + variables/) for
 `config.teachers.fr_checkpoint` / `fa_checkpoint`. Rerunning reuses what OUT holds.
-See dtda_jax/teacher_training.py.
+See dtda_jax/teachers/training.py.
 """
 
-from dtda_jax import teacher_training
+from dtda_jax.teachers import training as teacher_training
 
 if __name__ == "__main__":
     teacher_training.main()

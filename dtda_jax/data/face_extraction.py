@@ -17,13 +17,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
 
+from dtda_jax.core.artifacts import write_atomically
 from dtda_jax.data import video as video_lib
 from dtda_jax.data.layouts import MediaEntry
 
@@ -254,15 +254,7 @@ class FaceCache:
         return os.path.join(self.root, digest[:2], digest)
 
     def _write(self, path: str, payload: bytes) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(path, lambda f: f.write(payload), binary=True)
 
     def status(self, key: str) -> dict | None:
         """None if not processed yet; else {"status": "ok"} or the failure record."""

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import grain
 import numpy as np
 
-# Keys every frame record carries (see dtda_jax/data/synthetic_fas.py).
+# Keys every frame record carries (see dtda_jax/data/synthetic/benchmark.py).
 _INDEX_KEYS = ("domain", "label", "video_id")
 
 
@@ -74,6 +74,11 @@ class Protocol:
     def num_source_domains(self) -> int:
         return len(self.domain_names) - 1
 
+    @property
+    def name(self) -> str:
+        """"studio&webcam&phone -> kiosk"."""
+        return f"{'&'.join(self.domain_names[:-1])} -> {self.domain_names[-1]}"
+
 
 def _scan_source(source, domain_map: dict[int, int], source_id: int, video_offset: int):
     """Reads the index keys of every record of one data source; keeps the mapped domains."""
@@ -106,14 +111,13 @@ def _frame_set(sources: Sequence[Any], domain_maps: Sequence[dict[int, int]]) ->
 
 def _synthetic_builder(d):
     """The built-in benchmark's builder; generated on first use unless that is switched off."""
-    from dtda_jax.data import synthetic_fas
+    from dtda_jax.data.synthetic import benchmark
 
     overrides = dict(d.synthetic_overrides)
     if d.generate_if_missing:
-        return synthetic_fas.prepare_synthetic_fas(d.data_dir, d.image_size, d.synthetic_seed,
-                                                   **overrides)
-    cfg = synthetic_fas.SyntheticFasConfig(image_size=d.image_size, seed=d.synthetic_seed, **overrides)
-    builder = synthetic_fas.SyntheticFas(data_dir=os.fspath(d.data_dir), config=cfg)
+        return benchmark.prepare_synthetic_fas(d.data_dir, d.image_size, d.synthetic_seed, **overrides)
+    cfg = benchmark.SyntheticFasConfig(image_size=d.image_size, seed=d.synthetic_seed, **overrides)
+    builder = benchmark.SyntheticFas(data_dir=os.fspath(d.data_dir), config=cfg)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"The built-in benchmark {cfg.name!r} is not in config.data.data_dir={d.data_dir!r} "
@@ -164,9 +168,9 @@ def prepare_command(d, dataset: str) -> str:
         args += [f"--frame_num_random={r.frame_num_random}", f"--frame_seed={r.frame_seed}"]
     if dataset == "celeba_spoof":
         args.append(f"--celeba_spoof_protocol={r.celeba_spoof_protocol}")
-    from dtda_jax import config_lib
+    from dtda_jax.config.common import common_config
 
-    defaults = config_lib.base_config().data.real  # the CLI's defaults
+    defaults = common_config("dtda").data.real  # the CLI's defaults
     args += [f"--{k}={r[k]}" for k in ("face_min_size", "face_detect_max_side", "face_max_fallback_offset")
              if r[k] != defaults[k]]
     return "python tools/prepare_fas.py " + " ".join(args)
@@ -210,16 +214,16 @@ def _real_protocol(d) -> Protocol:
 
 
 def _synthetic_protocol(d) -> Protocol:
-    from dtda_jax.data import synthetic_fas
+    from dtda_jax.data.synthetic import DOMAINS
 
-    unknown = [n for n in (*d.source_domains, d.target_domain) if n not in synthetic_fas.DOMAINS]
+    unknown = [n for n in (*d.source_domains, d.target_domain) if n not in DOMAINS]
     if unknown:
         raise ValueError(f"config.data: unknown domain(s) {unknown}; the built-in benchmark has "
-                         f"domains {synthetic_fas.DOMAINS}.")
+                         f"domains {DOMAINS}.")
     builder = _synthetic_builder(d)
     names = (*d.source_domains, d.target_domain)
-    source_map = {synthetic_fas.DOMAINS.index(n): i for i, n in enumerate(d.source_domains)}
-    target_map = {synthetic_fas.DOMAINS.index(d.target_domain): len(d.source_domains)}
+    source_map = {DOMAINS.index(n): i for i, n in enumerate(d.source_domains)}
+    target_map = {DOMAINS.index(d.target_domain): len(d.source_domains)}
 
     def split_set(splits, domain_map):
         sources = [builder.as_data_source(split=s) for s in splits]
@@ -329,6 +333,17 @@ class BalancedBatches:
         }
 
 
+def step_batches(batch_of_step, num_steps: int) -> grain.DatasetIterator:
+    """A checkpointable grain iterator over `batch_of_step(step)` for steps 0..num_steps-1.
+
+    Batches are pure functions of the step, so the iterator's state is just a position: a
+    resumed stage sees exactly the batches an uninterrupted one sees.
+    """
+    threads = min(4, os.cpu_count() or 1)
+    ds = grain.MapDataset.range(0, num_steps).map(batch_of_step)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2)))
+
+
 def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_domains: int,
                             samples_per_group: int, seed: int, num_steps: int, *, flip: bool,
                             crop_padding: float, process_index: int = 0,
@@ -340,9 +355,7 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
     if batch_fn.global_batch_size % process_count:
         raise ValueError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
                          f"{process_count} processes; change data.samples_per_group.")
-    threads = min(4, os.cpu_count() or 1)
-    ds = grain.MapDataset.range(0, num_steps).map(batch_fn)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2)))
+    return step_batches(batch_fn, num_steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,16 +363,13 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
 # --------------------------------------------------------------------------------------------
 
 
-def eval_batches(frames: FrameSet, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-    """All frames in order, in fixed-size batches; yields (batch, valid).
-
-    The last batch is padded by repeating its last frame, so every batch has the shape the
-    jitted evaluation was compiled for; only the first `valid` rows are real.
-    """
+def frame_batches(frames: FrameSet, batch_size: int, keys: Sequence[str] = ()) -> Iterator:
+    """All frames in order, `batch_size` at a time (the last batch may be shorter): their
+    images, or dicts of "image" and the frame arrays named by `keys` (e.g. "domain")."""
     for start in range(0, len(frames), batch_size):
         positions = np.arange(start, min(start + batch_size, len(frames)))
-        valid = len(positions)
-        positions = np.concatenate([positions, np.repeat(positions[-1:], batch_size - valid)])
-        yield {"image": frames.read_images(positions),
-               "domain": frames.domain[positions].astype(np.int32),
-               "label": frames.label[positions].astype(np.int32)}, valid
+        images = frames.read_images(positions)
+        if not keys:
+            yield images
+        else:
+            yield {"image": images, **{k: getattr(frames, k)[positions].astype(np.int32) for k in keys}}

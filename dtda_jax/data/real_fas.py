@@ -31,7 +31,6 @@ copies live side by side under ``data_dir``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Any
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dtda_jax.core.artifacts import write_json
 from dtda_jax.data import layouts
 from dtda_jax.data.face_extraction import (
     Detector,
@@ -51,6 +51,7 @@ from dtda_jax.data.face_extraction import (
 )
 
 SPLIT_CONVENTIONS = ("ssdg", "official")
+
 
 @dataclasses.dataclass(eq=False)
 class RealFasConfig(tfds.core.BuilderConfig):
@@ -82,7 +83,7 @@ class RealFasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(self, *, file_format: str | None = "array_record", **kwargs: Any):
         super().__init__(file_format=file_format, **kwargs)
 
-    # As in synthetic_fas.py: the plain path, instead of an importlib_resources lookup.
+    # As in synthetic/benchmark.py: the plain path, instead of an importlib_resources lookup.
     @tfds.core.utils.classproperty
     @classmethod
     def code_path(cls):
@@ -141,8 +142,7 @@ class RealFasBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         report = extract_all(entries, cache, cfg.frames, lambda: Detector(cfg.face))
         print(f"[prepare] {self.DATASET}: {report.summary()}", flush=True)
         report_json = dataclasses.asdict(report)
-        with open(os.path.join(self.cache_dir, "report.json"), "w") as f:
-            json.dump(report_json, f, indent=1)
+        write_json(os.path.join(self.cache_dir, "report.json"), report_json)
         self.info.metadata["preparation_report"] = report_json
         self.info.metadata["cache_dir"] = self.cache_dir
         splits = sorted({e.split for e in entries})

@@ -34,7 +34,6 @@ import numpy as np
 __all__ = [
     "THRESHOLD_POLICIES",
     "DEFAULT_FPR_TARGETS",
-    "DEFAULT_TABLE_COLUMNS",
     "aggregate_by_video",
     "roc_curve",
     "roc_auc",
@@ -43,7 +42,6 @@ __all__ = [
     "tpr_at_fpr",
     "select_threshold",
     "evaluate",
-    "format_results_table",
 ]
 
 THRESHOLD_POLICIES = ("target_eer", "source_val_eer", "fixed")
@@ -421,113 +419,3 @@ def evaluate(
     out["num_live"] = int(np.sum(y == 1))
     out["num_spoof"] = int(np.sum(y == 0))
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Console table
-# --------------------------------------------------------------------------------------------------
-
-DEFAULT_TABLE_COLUMNS = (
-    "name",
-    "num_live",
-    "num_spoof",
-    "auc",
-    "eer",
-    "hter",
-    "acer",
-    "tpr@fpr=0.01",
-)
-
-_RATE_HEADERS = {
-    "auc": "AUC%",
-    "eer": "EER%",
-    "hter": "HTER%",
-    "apcer": "APCER%",
-    "bpcer": "BPCER%",
-    "acer": "ACER%",
-    "far": "FAR%",
-    "frr": "FRR%",
-    "source_val_auc": "SrcValAUC%",
-}
-# Rates at the policy threshold: their header names the policy (the same HTER means different things).
-_POLICY_RATES = {"hter", "apcer", "bpcer", "acer", "far", "frr"}
-
-
-def _is_rate(key: str) -> bool:
-    return key in _RATE_HEADERS or key.startswith("tpr@fpr=")
-
-
-def _header(key: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    if key.startswith("tpr@fpr="):
-        try:
-            return f"TPR%@FPR={float(key.split('=', 1)[1]) * 100:g}%"
-        except ValueError:
-            return key
-    if key in _RATE_HEADERS:
-        head = _RATE_HEADERS[key]
-        if key in _POLICY_RATES:
-            policies = {r.get("threshold_policy") for r in rows if key in r}
-            if len(policies) == 1 and None not in policies:
-                head += f"({policies.pop()})"
-        return head
-    return key
-
-
-def _cell(key: str, row: Mapping[str, Any], mixed_policy: bool) -> str:
-    if key not in row or row[key] is None:
-        return "-"
-    v = row[key]
-    if _is_rate(key) and isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
-        text = f"{float(v) * 100:.2f}"
-        if mixed_policy and key in _POLICY_RATES and row.get("threshold_policy"):
-            text += f"({row['threshold_policy']})"
-        return text
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.4f}"
-    return str(v)
-
-
-def format_results_table(
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-) -> str:
-    """A fixed-width text table of :func:`evaluate` results (plus e.g. a ``name`` key) for the console.
-
-    Rates are printed in percent with 2 decimals, as FAS papers print them. HTER/ACER/APCER/... carry
-    their threshold policy: in the header (``HTER%(target_eer)``) when all rows share it, otherwise in
-    each cell. With ``columns=None`` the :data:`DEFAULT_TABLE_COLUMNS` present in some row are shown;
-    explicitly requested columns are always shown (``-`` where a row lacks the key).
-    """
-    rows = list(rows)
-    if columns is None:
-        columns = [c for c in DEFAULT_TABLE_COLUMNS if any(c in r for r in rows)]
-    columns = list(columns)
-    if not columns:
-        return ""
-    policies = {r.get("threshold_policy") for r in rows}
-    mixed_policy = len(policies) > 1
-    headers = [_header(c, rows) for c in columns]
-    body = [[_cell(c, r, mixed_policy) for c in columns] for r in rows]
-    widths = [max([len(h)] + [len(line[j]) for line in body]) for j, h in enumerate(headers)]
-
-    # Numbers right-aligned, text (names, policies) left-aligned.
-    numeric = [
-        all(
-            isinstance(r.get(c), (int, float, np.number)) and not isinstance(r.get(c), bool)
-            for r in rows
-            if r.get(c) is not None
-        )
-        and any(r.get(c) is not None for r in rows)
-        for c in columns
-    ]
-
-    def fmt(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[j]) if numeric[j] else cell.ljust(widths[j])
-            for j, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
-    lines.extend(fmt(line) for line in body)
-    return "\n".join(lines)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dtda_jax import xla_cpu
+from dtda_jax.core import xla_cpu
 from dtda_jax.models.layers import PReLU, conv
 
 WEIGHTS_REQUIREMENT = "mtcnn==1.0.0"

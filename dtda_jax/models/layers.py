@@ -189,3 +189,25 @@ class PReLU(nn.Module):
         x = x.astype(self.dtype)
         w = weight.astype(self.dtype)
         return jnp.where(x >= 0, x, w * x)
+
+
+@jax.custom_vjp
+def gradient_reversal(x: jax.Array, scale: jax.Array | float) -> jax.Array:
+    """Identity forward; backward multiplies the gradient by -scale (Ganin & Lempitsky, 2015).
+
+    The domain head below it learns to tell domains apart while the features above it are
+    pushed to hide them: the domain-adversarial training that the paper's Fig. 1a sets
+    against the domain adversarial attack. `scale` gets no gradient.
+    """
+    return x
+
+
+def _reversal_forward(x, scale):
+    return x, scale
+
+
+def _reversal_backward(scale, g):
+    return -scale * g, jnp.zeros_like(scale)
+
+
+gradient_reversal.defvjp(_reversal_forward, _reversal_backward)

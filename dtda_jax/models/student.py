@@ -22,8 +22,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from dtda_jax.losses import gradient_reversal
-from dtda_jax.models.layers import Dtype
+from dtda_jax.models.layers import Dtype, gradient_reversal
 from dtda_jax.models.resnet import ResNet18Encoder, imagenet_normalize
 
 

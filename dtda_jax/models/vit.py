@@ -1,4 +1,4 @@
-"""Vision Transformer (ViT) for KDFAS: the teacher and the student of dtda_jax.kdfas.
+"""Vision Transformer (ViT) for KDFAS: the teacher and the student of dtda_jax.methods.kdfas.
 
 The architecture of Dosovitskiy et al. (2021) as timm's ``VisionTransformer`` builds it, so
 parameter counts match timm's models (ViT-B/16 at 224 px: 85,800,194 with a 2-class head):

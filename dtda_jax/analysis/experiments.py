@@ -1,0 +1,194 @@
+"""Ablation runner: variants x protocols x seeds, resumable, into Table II / III style tables.
+
+    python -m dtda_jax.experiments --configs=configs/synthetic_to_kiosk.py,configs/synthetic_to_webcam.py \
+        --variants=baseline,fr,fa,fr_fa,dtda,dat --seeds=0,1,2 --out=runs/ablation
+
+Every (protocol, variant, seed) is an ordinary run in `<out>/<protocol>/<variant>/seed<k>`
+(`python -m dtda_jax.main` would write the same files there). Rerunning the command skips
+finished runs and resumes an interrupted one from its checkpoint, so a killed sweep loses at
+most the steps since the last checkpoint. After the runs, `<out>/table.md` and
+`<out>/table.json` hold HTER and AUC per variant and protocol as mean +- standard deviation
+over seeds (sample std, ddof=1; "n=1" when one seed), with the threshold and model-selection
+policies stated above the table. `--report_only` rebuilds the tables from what has finished.
+`--set train.num_steps=200` (repeatable) overrides a config field for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from dtda_jax import config as config_lib
+from dtda_jax import methods
+from dtda_jax.core import artifacts
+from dtda_jax.evaluation.tables import markdown_table, mean_std
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    config_path: str
+    variant: str
+    seed: int
+
+    @property
+    def protocol(self) -> str:
+        """The config file's name, e.g. "synthetic_to_kiosk"."""
+        return os.path.splitext(os.path.basename(self.config_path))[0]
+
+    def workdir(self, out: str) -> str:
+        return os.path.join(out, self.protocol, self.variant, f"seed{self.seed}")
+
+
+def parse_overrides(assignments: Sequence[str]) -> dict[str, object]:
+    """["train.num_steps=200", "loss.temperature=2.0"] -> {field: Python value}."""
+    return dict(config_lib.parse_assignment(a) for a in assignments)
+
+
+def make_config(spec: RunSpec, overrides: dict[str, object]):
+    """The run's config: the file at its variant, the seed, then the overrides (validated)."""
+    config = config_lib.load_config_file(spec.config_path, spec.variant)
+    config.seed = spec.seed
+    for field, value in overrides.items():
+        try:
+            config_lib.set_field(config, field, value)
+        except KeyError:
+            raise ValueError(f"--set {field}: the config has no field {field!r}.") from None
+    config_lib.validate_config(config)
+    return config
+
+
+def is_finished(workdir: str) -> bool:
+    return os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) -> None:
+    """Runs (or resumes) every spec in turn, skipping finished ones, with progress lines."""
+    from dtda_jax import train  # jax starts here, after argument errors had their chance
+    from dtda_jax.config import records
+
+    configs = [make_config(spec, overrides) for spec in specs]  # every error before any work
+    for spec, config in zip(specs, configs):  # a finished run must be one of this sweep
+        records.check_same_config(config, spec.workdir(out))
+    todo = [(s, c) for s, c in zip(specs, configs) if not is_finished(s.workdir(out))]
+    print(f"[experiments] {len(specs)} runs, {len(specs) - len(todo)} already finished, "
+          f"{len(todo)} to go -> {os.path.abspath(out)}", flush=True)
+    start = time.perf_counter()
+    for i, (spec, config) in enumerate(todo):
+        elapsed = time.perf_counter() - start
+        eta = f", ETA {(elapsed / i) * (len(todo) - i) / 60:.0f} min" if i else ""
+        print(f"\n[experiments] run {i + 1}/{len(todo)}: {spec.protocol} {spec.variant} seed "
+              f"{spec.seed}{eta}", flush=True)
+        train.train_and_evaluate(config, spec.workdir(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def collect(specs: Sequence[RunSpec], out: str) -> dict:
+    """Per protocol and variant: HTER/AUC over the finished seeds, plus the policies used."""
+    cells: dict[tuple[str, str], dict[str, list]] = {}
+    policies = set()
+    for spec in specs:
+        path = os.path.join(spec.workdir(out), "results.json")
+        if not os.path.exists(path):
+            continue
+        results = artifacts.read_json(path)
+        reported = results["reported"]
+        cell = cells.setdefault((spec.protocol, spec.variant), {"hter": [], "auc": [], "seeds": []})
+        cell["hter"].append(reported["hter"])
+        cell["auc"].append(reported["auc"])
+        cell["seeds"].append(spec.seed)
+        policies.add((results["threshold_policy"], results["selection"], results["video_reduce"]))
+    protocols = list(dict.fromkeys(s.protocol for s in specs))
+    variants = list(dict.fromkeys(s.variant for s in specs))
+    table = {"protocols": protocols, "variants": variants, "cells": [], "average": []}
+    for (protocol, variant), cell in cells.items():
+        table["cells"].append({"protocol": protocol, "variant": variant, "seeds": cell["seeds"],
+                               "hter": mean_std(cell["hter"]), "auc": mean_std(cell["auc"])})
+    for variant in variants:  # the mean over protocols, only where every protocol finished
+        per_protocol = [c for c in table["cells"] if c["variant"] == variant]
+        if len(per_protocol) == len(protocols) and len(protocols) > 1:
+            table["average"].append({"variant": variant,
+                                     "hter": float(np.mean([c["hter"]["mean"] for c in per_protocol])),
+                                     "auc": float(np.mean([c["auc"]["mean"] for c in per_protocol]))})
+    table["policies"] = [{"threshold_policy": t, "selection": s, "video_reduce": r}
+                         for t, s, r in sorted(policies)]
+    return table
+
+
+def write_tables(specs: Sequence[RunSpec], out: str) -> dict:
+    table = collect(specs, out)
+    artifacts.write_json(os.path.join(out, "table.json"), table)
+    artifacts.write_text(os.path.join(out, "table.md"), markdown_table(table))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m dtda_jax.experiments",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", required=True, help="comma-separated config files (the protocols)")
+    p.add_argument("--variants", default="baseline,fr,fa,fr_fa,dtda,dat",
+                   help="comma-separated ablation variants of the configs' method: "
+                        + "; ".join(f"{name}: {', '.join(methods.config_module(name).VARIANTS)}"
+                                    for name in methods.NAMES))
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    p.add_argument("--out", default="runs/ablation", help="sweep folder")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="config override for every run, e.g. train.num_steps=200")
+    p.add_argument("--report_only", action="store_true", help="only rebuild the tables")
+    return p.parse_args(argv)
+
+
+def build_specs(args: argparse.Namespace) -> list[RunSpec]:
+    configs, variants = _split(args.configs), _split(args.variants)
+    missing = [c for c in configs if not os.path.isfile(c)]
+    if missing:
+        raise ValueError(f"--configs: no such file {missing}; the protocol configs are in configs/.")
+    known = methods.all_variants()
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise ValueError(f"--variants: unknown {unknown}; choose from " + "; ".join(
+            f"{sorted(methods.config_module(name).VARIANTS)} ({name})" for name in methods.NAMES) + ".")
+    try:
+        seeds = [int(s) for s in _split(args.seeds)]
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.") from None
+    if not (configs and variants and seeds):
+        raise ValueError("--configs, --variants and --seeds each need at least one value.")
+    # Seed-major: a sweep stopped early has every variant at the first seeds, not some variants
+    # at all seeds.
+    return [RunSpec(c, v, s) for s in seeds for c in configs for v in variants]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        specs = build_specs(args)
+        if not args.report_only:
+            run_all(specs, args.out, parse_overrides(args.set))
+    except ValueError as err:
+        print(f"experiments: {err}", file=sys.stderr)
+        return 2
+    table = write_tables(specs, args.out)
+    print("\n" + markdown_table(table), flush=True)
+    print(f"[experiments] tables in {os.path.abspath(os.path.join(args.out, 'table.md'))} and table.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

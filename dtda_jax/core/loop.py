@@ -1,0 +1,142 @@
+"""The one stage loop every training stage runs through.
+
+A stage (DTDA's domain classifier and student, KDFAS's teacher and student, the own face
+recognition and attribute teachers) is a jitted step function, a checkpointable iterator of
+batches and a `Stage` description. `run_stage` resumes it from its latest checkpoint (or
+initialises it), runs it to its step count with progress lines, metrics.jsonl / TensorBoard
+records and a NaN/Inf guard, checkpoints it, and calls its hooks (evaluation, best
+checkpoint) on checkpointed states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from dtda_jax.core import xla_cpu
+from dtda_jax.core.checkpointing import StageCheckpoints
+from dtda_jax.core.logs import MetricWriter, Progress, say
+from dtda_jax.core.sharding import batch_sharded, put_batch, replicated
+from dtda_jax.core.state import TrainState
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/Inf; raised before a bad state can be checkpointed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What the loop needs to know about a stage besides its step function and data."""
+
+    name: str  # log prefix, metrics.jsonl "stage", checkpoints/<name>
+    num_steps: int
+    global_batch: int  # images per step (progress: images/s)
+    log_every: int
+    checkpoint_every: int
+    # Write every step's metrics to metrics.jsonl, not only the means at log points (the own
+    # teachers' training reports keep the whole history).
+    every_step_records: bool = False
+    # The NaN/Inf message's advice: the fields to change.
+    nan_advice: str = "Lower the learning rate, enable gradient clipping or check the input data."
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+    """`fn(step, state)`, called after the checkpoint of every `every`-th step and of the last."""
+
+    every: int
+    fn: Callable[[int, TrainState], None]
+
+
+class StopAt:
+    """Ends a run once it has done `steps` steps, the stages counted one after the other: what a
+    preempted job does at that moment (None: never). Tests interrupt runs with it and resume."""
+
+    def __init__(self, steps: int | None = None):
+        self.left = steps
+
+    def stage_end(self, num_steps: int) -> int:
+        """The step at which the next stage of `num_steps` steps has to stop."""
+        return num_steps if self.left is None else min(num_steps, self.left)
+
+    def after_stage(self, num_steps: int) -> None:
+        if self.left is not None:
+            self.left = max(self.left - num_steps, 0)
+
+
+def jit_train_step(step_fn: Callable, mesh, with_frozen: bool) -> Callable:
+    """Jits `step_fn(state, [frozen,] batch) -> (state, metrics)` with the state replicated
+    (and donated), the frozen variables replicated and the batch sharded over the devices."""
+    repl, data = replicated(mesh), batch_sharded(mesh)
+    in_shardings = (repl, repl, data) if with_frozen else (repl, data)
+    return jax.jit(step_fn, in_shardings=in_shardings, out_shardings=(repl, repl), donate_argnums=0,
+                   compiler_options=xla_cpu.compiler_options(xla_cpu.TRAINING))
+
+
+def first_nonfinite(history: Sequence[tuple[int, dict]]) -> int | None:
+    for step, m in history:
+        if not math.isfinite(float(m["loss"])):
+            return step
+    return None
+
+
+def run_stage(stage: Stage, state: TrainState, step_fn: Callable[[TrainState, dict], tuple],
+              batches: Iterator[dict[str, np.ndarray]], mesh, checkpoints: StageCheckpoints,
+              writer: MetricWriter, *, init: Callable[[TrainState], TrainState] | None = None,
+              hooks: Sequence[Hook] = (), stop: StopAt | None = None,
+              log: Callable[[str], None] = say) -> tuple[TrainState, bool]:
+    """Resumes or initialises the stage, runs it, returns (state, whether it finished).
+
+    `state` is the fresh state; the latest checkpoint (state and iterator position) replaces
+    it when there is one, else `init` (e.g. ImageNet weights) may. Metrics stay on the device
+    between log points (no per-step host sync); at each log point the losses of every step
+    since the last one are checked, so a NaN/Inf is reported with the exact step, before any
+    checkpoint of that state is written.
+    """
+    stop = stop or StopAt()
+    if checkpoints.latest_step() is not None:
+        state = checkpoints.restore(state, batches)
+        done = int(state.step)
+        log(f"[{stage.name}] resumed from step {done}" if done < stage.num_steps else
+            f"[{stage.name}] already trained ({done} steps), restored")
+    elif init is not None:
+        state = init(state)
+    step = int(jax.device_get(state.step))
+    end = max(stop.stage_end(stage.num_steps), step)
+    progress = Progress(stage.name, stage.num_steps, stage.global_batch, step)
+    pending: list[tuple[int, dict]] = []
+    while step < end:
+        state, metrics = step_fn(state, put_batch(next(batches), mesh))
+        step += 1
+        pending.append((step, metrics))
+        at_log = step % stage.log_every == 0 or step == end
+        at_checkpoint = step % stage.checkpoint_every == 0 or step == end
+        if not (at_log or at_checkpoint):
+            continue
+        history = jax.device_get(pending)
+        pending = []
+        bad = first_nonfinite(history)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"[{stage.name}] the loss became {history[bad - history[0][0]][1]['loss']} at step {bad}. "
+                "The run stopped before saving that state; the last good checkpoint is in "
+                f"{checkpoints.directory}. {stage.nan_advice}")
+        if stage.every_step_records:
+            for s, m in history:
+                writer.write(stage.name, s, m)
+        if at_log:
+            means = {k: float(np.mean([m[k] for _, m in history])) for k in history[-1][1]}
+            log(progress.line(step, means))
+            if not stage.every_step_records:
+                writer.write(stage.name, step, means)
+        if at_checkpoint:
+            checkpoints.save(step, state, batches)
+            for hook in hooks:
+                if step % hook.every == 0 or step == stage.num_steps:
+                    hook.fn(step, state)
+    stop.after_stage(stage.num_steps)
+    return state, step >= stage.num_steps

@@ -1,0 +1,128 @@
+"""Cross-domain evaluation of a live/spoof model during training: the FAS evaluator hook.
+
+Every `train.eval_every` steps (and at the last step) the evaluator scores the protocol's
+target frames and held-out source frames with the model's live probability, reduces them per
+video, computes the metrics at the configured threshold policy and records them:
+`eval.jsonl` (one line per evaluation), `scores/step_*.npz` (per-video labels and scores,
+for ROC curves), metrics.jsonl / TensorBoard ("eval"), and, when the evaluation is the best on
+the target so far, `best.json` and the `checkpoints/<stage>_best` checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from dtda_jax.core import artifacts
+from dtda_jax.core.checkpointing import StageCheckpoints
+from dtda_jax.core.logs import MetricWriter, say
+from dtda_jax.core.sharding import put_batch
+from dtda_jax.core.state import TrainState
+from dtda_jax.data import pipeline
+from dtda_jax.evaluation import metrics
+from dtda_jax.inference.scoring import score_batches
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """How evaluations are scored (the run's `eval` section and its evaluation batch size)."""
+
+    threshold_policy: str
+    fixed_threshold: float
+    fpr_targets: tuple[float, ...]
+    video_reduce: str
+    batch_size: int
+
+    @classmethod
+    def from_config(cls, config) -> "EvalSettings":
+        e = config.eval
+        return cls(threshold_policy=e.threshold_policy, fixed_threshold=e.fixed_threshold,
+                   fpr_targets=tuple(e.fpr_targets), video_reduce=e.video_reduce,
+                   batch_size=config.data.eval_batch_size)
+
+
+def mesh_batch_size(batch_size: int, mesh) -> int:
+    """`batch_size` rounded up to a multiple of the device count (the batch is sharded)."""
+    return -(-batch_size // mesh.size) * mesh.size
+
+
+def frame_scores(score_fn: Callable, variables: Any, frames, batch_size: int, mesh) -> np.ndarray:
+    """`score_fn(variables, images)` of every frame, in frame order, batches sharded on the mesh."""
+    batch_size = mesh_batch_size(batch_size, mesh)
+    return score_batches(score_fn, variables, pipeline.frame_batches(frames, batch_size), batch_size,
+                         place=lambda images: put_batch({"image": images}, mesh)["image"])
+
+
+def video_level(frames, scores: np.ndarray, reduce: str) -> tuple[np.ndarray, np.ndarray]:
+    """(per-video labels, per-video scores) of a frame set's frame scores."""
+    video_scores, labels, _ = metrics.aggregate_by_video(scores, frames.label, frames.video, reduce=reduce)
+    return labels, video_scores
+
+
+def evaluate_model(score_fn: Callable, variables: Any, protocol, settings: EvalSettings,
+                   mesh) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Cross-domain metrics on the target videos (and source-val AUC), as plain floats, and
+    the per-video labels and scores they came from."""
+    target, source_val = (
+        video_level(frames, frame_scores(score_fn, variables, frames, settings.batch_size, mesh),
+                    settings.video_reduce)
+        for frames in (protocol.target, protocol.source_val))
+    result = metrics.evaluate(*target, threshold_policy=settings.threshold_policy, source_val=source_val,
+                              fixed_threshold=settings.fixed_threshold, fpr_targets=settings.fpr_targets)
+    result["source_val_auc"] = metrics.roc_auc(*source_val)
+    scores = {"target_labels": target[0], "target_scores": target[1],
+              "source_val_labels": source_val[0], "source_val_scores": source_val[1]}
+    return result, scores
+
+
+def is_better(new: dict, best: dict | None) -> bool:
+    """Best-on-target selection: lower HTER, then higher AUC; the first evaluation is the best."""
+    if best is None:
+        return True
+    return (new["hter"], -new["auc"]) < (best["hter"], -best["auc"])
+
+
+class FasEvaluator:
+    """The evaluation hook of a live/spoof stage whose files live in `directory`."""
+
+    def __init__(self, *, stage: str, directory: str, score_fn: Callable, protocol, settings: EvalSettings,
+                 mesh, writer: MetricWriter, log: Callable[[str], None] = say):
+        self.stage, self.score_fn, self.protocol = stage, score_fn, protocol
+        self.settings, self.mesh, self.writer, self.log = settings, mesh, writer, log
+        self.eval_path = os.path.join(directory, "eval.jsonl")
+        self.best_path = os.path.join(directory, "best.json")
+        self.scores_dir = os.path.join(directory, "scores")
+        self.best_checkpoints = StageCheckpoints(os.path.join(directory, "checkpoints", f"{stage}_best"),
+                                                 with_data=False)
+        self.best = artifacts.read_json(self.best_path) if os.path.exists(self.best_path) else None
+
+    def evaluate(self, step: int, state: TrainState) -> dict[str, Any]:
+        """Evaluates `state` and records the result (eval.jsonl, scores, metrics, console)."""
+        result, scores = evaluate_model(self.score_fn, state.variables, self.protocol, self.settings, self.mesh)
+        result["step"] = step
+        artifacts.write_npz(os.path.join(self.scores_dir, f"step_{step:07d}.npz"), **scores)
+        self.writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
+        artifacts.append_jsonl(self.eval_path, result)
+        self.log(f"[eval {self.stage}] step {step}: target HTER {100 * result['hter']:.2f}% "
+                 f"({result['threshold_policy']}) AUC {100 * result['auc']:.2f}% "
+                 f"| source-val AUC {100 * result['source_val_auc']:.2f}%")
+        return result
+
+    def __call__(self, step: int, state: TrainState) -> None:
+        """Evaluates and keeps the state as the best checkpoint when it is the best so far."""
+        result = self.evaluate(step, state)
+        if is_better(result, self.best):
+            self.best = result
+            self.best_checkpoints.save(step, state)
+            artifacts.write_json(self.best_path, result)
+
+    def last(self, step: int, state: TrainState) -> dict[str, Any]:
+        """The evaluation of the final `step` (recorded, or made now)."""
+        recorded = [e for e in artifacts.read_jsonl(self.eval_path) if e["step"] == step]
+        return recorded[-1] if recorded else self.evaluate(step, state)
+
+    def close(self) -> None:
+        self.best_checkpoints.close()

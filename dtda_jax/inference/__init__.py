@@ -1,0 +1,1 @@
+"""Using trained models: the one batched scorer (`scoring`) and the predict command (`predict`)."""
