@@ -2,7 +2,9 @@
 
 The end-to-end tests compile the same tiny programs many times (every run builds its step
 functions afresh); the persistent cache turns the repeats into lookups. It lives in a fresh
-temporary directory, so nothing carries over between sessions.
+temporary directory, so nothing carries over between sessions. `.ci/run` runs the files on
+one pytest-xdist worker per core (`-n auto --dist loadfile`): most of a tiny test's time is
+single-threaded tracing and compilation.
 """
 
 import os
@@ -13,7 +15,11 @@ flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=2").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dtda-jax-xla-cache-"))
+# One cache for the whole session; with pytest-xdist (-n 2) the workers of one run share it.
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"dtda-jax-xla-cache-{_run}") if _run
+                      else tempfile.mkdtemp(prefix="dtda-jax-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402  (after the environment is set)
