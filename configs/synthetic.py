@@ -7,6 +7,10 @@ Select one of the paper's ablation variants (Table II) with an argument:
 `:dat` for the domain-adversarial-training (gradient reversal) baseline.
 The same protocol as `synthetic_to_kiosk.py`; the other held-out domains have their own
 files. Settings: configs/base/dtda_synthetic.py.
+
+Expected result (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it by a few points,
+see README "What the main job does and prints"):
+AUC 88.00% / HTER 20.00% (best on target, step 300; last step 88.00 / 20.00).
 """
 
 from dtda_jax.config import load_base

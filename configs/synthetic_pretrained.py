@@ -13,6 +13,9 @@ Variants as in synthetic.py (e.g. `configs/synthetic_pretrained.py:baseline`).
 Cost: the full-size teachers make a step ~6 s on a 2-core CPU (8 img/s measured with
 converted weights of the released shapes), so the 400 steps take about 40 minutes there;
 a GPU is the intended place.
+
+Expected result: not measured yet (the released weights cannot be downloaded on the
+project's machines).
 """
 
 from dtda_jax.config import load_base

@@ -3,6 +3,10 @@
     python -m dtda_jax.main --config=configs/synthetic_to_kiosk.py --workdir=runs/synthetic_to_kiosk
 
 Variant argument as in synthetic.py (e.g. `--config=configs/synthetic_to_kiosk.py:baseline`).
+
+Expected result (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it by a few points,
+see README "What the main job does and prints"):
+AUC 88.00% / HTER 20.00% (best on target, step 300; last step 88.00 / 20.00).
 """
 
 from dtda_jax.config import load_base
