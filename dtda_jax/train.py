@@ -18,6 +18,7 @@ from dtda_jax import config as config_lib
 from dtda_jax import methods
 from dtda_jax.config import records
 from dtda_jax.core import artifacts
+from dtda_jax.core.lock import directory_lock
 from dtda_jax.core.logs import MetricWriter, format_duration
 from dtda_jax.core.loop import StopAt
 from dtda_jax.core.sharding import make_mesh
@@ -40,25 +41,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
     config_lib.validate_config(config)
     method = methods.training_module(config.method.name)
     method.check_weight_files(config)
-    os.makedirs(workdir, exist_ok=True)
-    records.record_config(config, workdir)
-    t_start = time.perf_counter()
-    variant = config_lib.variant_name(config)
-    print(f"[run] workdir={os.path.abspath(workdir)} method={config.method.name} variant={variant} "
-          f"devices={jax.devices()}", flush=True)
-    ctx = RunContext(config=config, workdir=workdir, mesh=make_mesh(num_devices),
-                     protocol=pipeline.load_protocol(config), writer=MetricWriter(workdir),
-                     stop=StopAt(stop_after))
-    try:
-        outcome = method.train(ctx)
-    finally:
-        ctx.writer.close()
-    if outcome is None:
-        return None
+    with directory_lock(workdir, "run"):
+        records.check_same_config(config, workdir)  # a changed config is refused before any work
+        t_start = time.perf_counter()
+        variant = config_lib.variant_name(config)
+        print(f"[run] workdir={os.path.abspath(workdir)} method={config.method.name} variant={variant} "
+              f"devices={jax.devices()}", flush=True)
+        protocol = pipeline.load_protocol(config)
+        records.record_config(config, workdir)  # recorded once the run can start training
+        ctx = RunContext(config=config, workdir=workdir, mesh=make_mesh(num_devices), protocol=protocol,
+                         writer=MetricWriter(workdir), stop=StopAt(stop_after))
+        try:
+            outcome = method.train(ctx)
+        finally:
+            ctx.writer.close()
+        if outcome is None:
+            return None
+        return report(config, workdir, method, ctx.protocol, outcome, variant, t_start)
+
+
+def report(config, workdir: str, method, protocol, outcome, variant: str, t_start: float) -> dict:
+    """results.json, the results table and the models' origins of a finished run."""
     by_selection, details = outcome
     e = config.eval
     results = {
-        "protocol": ctx.protocol.name,
+        "protocol": protocol.name,
         "variant": variant,
         "method": config_lib.switches(config),
         "selection": e.selection,

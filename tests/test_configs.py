@@ -1,6 +1,7 @@
 """Every shipped config loads, validates and names a sensible protocol; CLI helpers."""
 
 import glob
+import json
 import os
 
 import pytest
@@ -180,11 +181,21 @@ def test_runs_recorded_before_the_one_loop_redesign_resume(recorded, config_file
     """config.json files written by 31615d3 (every method's sections in every config, the ViTs'
     dtype in DTDA's `model`) still match the same config file: those workdirs resume."""
     (tmp_path / "config.json").write_text(open(os.path.join(DATA_DIR, recorded)).read())
+    (tmp_path / "results.json").write_text("{}")  # a run that trained
     config = config_lib.load_config_file(os.path.join(CONFIG_DIR, config_file))
     assert records.config_changes(config, str(tmp_path)) == []
     config.seed = 1  # a real change is still refused
     with pytest.raises(config_lib.ConfigError, match="seed: 0 -> 1"):
         records.check_same_config(config, str(tmp_path))
+
+
+def test_a_recorded_config_without_a_list_field_takes_its_default(tmp_path):
+    """Defaults fill missing fields as config.json stores them (tuples as lists)."""
+    config = config_lib.load_config_file(os.path.join(CONFIG_DIR, "synthetic.py"))
+    recorded = json.loads(config.to_json())
+    del recorded["eval"]["fpr_targets"], recorded["optim"]["step_boundaries"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    assert records.config_changes(config, str(tmp_path)) == []
 
 
 def with_new_default(monkeypatch, module, section, field, value):
@@ -201,7 +212,7 @@ def with_new_default(monkeypatch, module, section, field, value):
 
 @pytest.mark.parametrize("changed, other", [(dtda_config, kdfas_config), (kdfas_config, dtda_config)])
 def test_a_default_added_to_one_method_never_blocks_the_other_methods_workdirs(changed, other, monkeypatch,
-                                                                              tmp_path):
+                                                                               tmp_path):
     files = {dtda_config: "synthetic.py", kdfas_config: "kdfas_synthetic_to_kiosk.py"}
     for module in (changed, other):
         workdir = tmp_path / module.NAME

@@ -167,6 +167,7 @@ def test_config_recorded_before_a_field_existed_still_resumes(data_dir, tmp_path
     recorded = json.loads(config.to_json())
     del recorded["method"]["use_grl_domain_head"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
+    (tmp_path / "checkpoints" / "student" / "3").mkdir(parents=True)  # a run that trained
     records.check_same_config(config, str(tmp_path))
     config.method.use_grl_domain_head = True
     with pytest.raises(config_lib.ConfigError, match="method.use_grl_domain_head: False -> True"):

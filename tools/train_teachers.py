@@ -11,7 +11,9 @@ and saves them as converted checkpoints (OUT/<name>/manifest.json + variables/) 
 See dtda_jax/teachers/training.py.
 """
 
+import sys
+
 from dtda_jax.teachers import training as teacher_training
 
 if __name__ == "__main__":
-    teacher_training.main()
+    sys.exit(teacher_training.main())

@@ -27,6 +27,7 @@ import numpy as np
 from dtda_jax import config as config_lib
 from dtda_jax import methods
 from dtda_jax.core import artifacts
+from dtda_jax.core.errors import UserError
 from dtda_jax.evaluation.tables import markdown_table, mean_std
 
 
@@ -58,7 +59,9 @@ def make_config(spec: RunSpec, overrides: dict[str, object]):
         try:
             config_lib.set_field(config, field, value)
         except KeyError:
-            raise ValueError(f"--set {field}: the config has no field {field!r}.") from None
+            raise UserError(f"--set {field}: the config has no field {field!r}.") from None
+        except ValueError as err:
+            raise UserError(f"--set {err}") from None
     config_lib.validate_config(config)
     return config
 
@@ -151,6 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every run, e.g. train.num_steps=200")
     p.add_argument("--report_only", action="store_true", help="only rebuild the tables")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p.parse_args(argv)
 
 
@@ -176,14 +180,20 @@ def build_specs(args: argparse.Namespace) -> list[RunSpec]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dtda_jax.core.cli import run_command
+
     args = parse_args(argv)
+    return run_command("experiments", lambda: sweep(args), debug=args.debug, stop_on_signals=True)
+
+
+def sweep(args: argparse.Namespace) -> int:
     try:
         specs = build_specs(args)
-        if not args.report_only:
-            run_all(specs, args.out, parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
     except ValueError as err:
-        print(f"experiments: {err}", file=sys.stderr)
-        return 2
+        raise UserError(str(err)) from None
+    if not args.report_only:
+        run_all(specs, args.out, overrides)
     table = write_tables(specs, args.out)
     print("\n" + markdown_table(table), flush=True)
     print(f"[experiments] tables in {os.path.abspath(os.path.join(args.out, 'table.md'))} and table.json")

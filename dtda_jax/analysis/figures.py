@@ -30,6 +30,14 @@ from dtda_jax.inference.scoring import images_to_unit_range
 CHECKPOINT_OF_SELECTION = {"best_on_target": "best", "last": "latest"}
 
 
+class MissingRunError(UserError, FileNotFoundError):
+    """A run of the sweep, or a file of it, that the figures need is not there."""
+
+
+class UnsupportedRunError(UserError, ValueError):
+    """The run's method has no student the figure can read."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Numerics (pure)
 
@@ -116,8 +124,8 @@ def run_dir(sweep: str, protocol: str, variant: str, seed: int) -> str:
 def read_results(workdir: str) -> dict:
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir} has not finished (no results.json); run or resume the sweep "
-                                "first (python -m dtda_jax.experiments with the same arguments).")
+        raise MissingRunError(f"{workdir} has not finished (no results.json); run or resume the sweep "
+                              "first (python -m dtda_jax.experiments with the same arguments).")
     return artifacts.read_json(path)
 
 
@@ -126,8 +134,8 @@ def reported_roc(workdir: str) -> tuple[np.ndarray, np.ndarray, float]:
     step = read_results(workdir)["reported"]["step"]
     path = os.path.join(workdir, "scores", f"step_{step:07d}.npz")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: this run predates saved evaluation scores; "
-                                "rerun it in a fresh workdir to plot its ROC.")
+        raise MissingRunError(f"{path} is missing: this run predates saved evaluation scores; "
+                              "rerun it in a fresh workdir to plot its ROC.")
     with np.load(path) as s:
         labels, scores = s["target_labels"], s["target_scores"]
     fpr, tpr, _ = fas_metrics.roc_curve(labels, scores)
@@ -145,7 +153,7 @@ def load_reported_student(workdir: str):
     try:
         student = methods.training_module(run.config.method.name).feature_model(run.config)
     except UserError as err:
-        raise ValueError(f"{workdir}: {err}") from None
+        raise UnsupportedRunError(f"{workdir}: {err}") from None
     return student, run.variables, run.config
 
 
@@ -288,19 +296,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per_group", type=int, default=40, help="t-SNE frames per (domain, live/spoof)")
     p.add_argument("--num_faces", type=int, default=6, help="Grad-CAM faces (half live, half spoof)")
     p.add_argument("--out", default=None, help="default: <sweep>/figures")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
-    from dtda_jax.inference.predict import PredictError
+    from dtda_jax.core.cli import run_command
 
-    try:
+    def body():
         if not os.path.isdir(args.sweep):
-            raise FileNotFoundError(f"--sweep {args.sweep} does not exist; pass the --out folder of "
-                                    "python -m dtda_jax.experiments.")
+            raise MissingRunError(f"--sweep {args.sweep} does not exist; pass the --out folder of "
+                                  "python -m dtda_jax.experiments.")
         make_figures(args.sweep, args.seed, args.before, args.after, args.per_group, args.num_faces,
                      args.out or os.path.join(args.sweep, "figures"))
-    except (FileNotFoundError, ValueError, PredictError) as err:
-        print(f"figures: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command("figures", body, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ def load_base(config_file: str, base: str) -> ModuleType:
 
 
 def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
-    """`get_config(*args)` of a config file such as configs/synthetic.py (as --config=path:arg)."""
-    return load_module(path).get_config(*args)
+    """`get_config(*args)` of a config file such as configs/synthetic.py (as --config=path:arg);
+    ConfigError naming the file when it fails."""
+    try:
+        return load_module(path).get_config(*args)
+    except ConfigError:
+        raise
+    except Exception as err:  # the config file's own code: an unknown variant, a typo, an import
+        raise ConfigError(f"{path}{':' + ','.join(args) if args else ''}: {type(err).__name__}: {err}") from err
 
 
 def parse_assignment(assignment: str, example: str = "train.num_steps=200") -> tuple[str, Any]:

@@ -27,7 +27,9 @@ RESUMABLE_CHANGES = ("train.log_every", "train.eval_every", "train.checkpoint_ev
 def recorded_config(saved: dict) -> dict:
     """A config.json's contents as the current code reads them (see the module docstring)."""
     module = methods.config_module(saved.get("method", {}).get("name", "dtda"))
-    return with_defaults(module.migrate(saved), module.default_config().to_dict())
+    # The defaults as JSON has them (tuples become lists), like the recorded fields and the
+    # current config they are compared with.
+    return with_defaults(module.migrate(saved), json.loads(module.default_config().to_json()))
 
 
 def read_recorded_config(workdir: str) -> ml_collections.ConfigDict:
@@ -47,16 +49,31 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str) -> list[str]
     return [f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed]
 
 
-def check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """ConfigError listing the fields that differ from the workdir's config.json, if any."""
+def never_trained(workdir: str) -> bool:
+    """True when no stage of the run in `workdir` saved a checkpoint and it wrote no results:
+    a run that stopped before any work (e.g. its dataset was not prepared yet)."""
+    if os.path.exists(os.path.join(workdir, "results.json")):
+        return False
+    root = os.path.join(workdir, "checkpoints")
+    stages = [os.path.join(root, d) for d in os.listdir(root)] if os.path.isdir(root) else []
+    return not any(entry.isdigit() for stage in stages if os.path.isdir(stage) for entry in os.listdir(stage))
+
+
+def check_same_config(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """ConfigError listing the fields that differ from the workdir's config.json, unless the run
+    there never trained (its config may then be replaced); returns those differences."""
     changes = config_changes(config, workdir)
-    if changes:
+    if changes and not never_trained(workdir):
         raise ConfigError(
             f"{workdir} holds a run started with a different config ({', '.join(changes)}). Resume it "
             "with the same config, or start a new run in a fresh --workdir.")
+    return changes
 
 
-def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes config.json; refuses to resume a workdir that was started with another config."""
-    check_same_config(config, workdir)
+def record_config(config: ml_collections.ConfigDict, workdir: str, log=print) -> None:
+    """Writes config.json when the run starts training; refuses to resume a workdir that was
+    started with another config (one that never trained is replaced, with a line saying so)."""
+    changes = check_same_config(config, workdir)
+    if changes:
+        log(f"[run] replacing the config.json of a run that never trained ({', '.join(changes)})")
     artifacts.write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json()))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tensorboardX import SummaryWriter
 
@@ -19,18 +21,40 @@ def _jsonable(value: Any) -> Any:
 
 
 class MetricWriter:
-    """Appends one JSON object per record to `metrics.jsonl`; mirrors scalars to TensorBoard."""
+    """Appends one JSON object per record to `metrics.jsonl`; mirrors scalars to TensorBoard.
+
+    metrics.jsonl is the record; the TensorBoard events are rebuilt from it when a resumed
+    stage drops the records of steps it will redo (`drop_after`), so both hold each step once.
+    """
 
     def __init__(self, workdir: str):
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+        self.tensorboard = SummaryWriter(self.tensorboard_dir)
 
     def write(self, stage: str, step: int, metrics: Mapping[str, Any]) -> None:
         record = {"stage": stage, "step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
         artifacts.append_jsonl(self.path, record)
+        self._scalars(record)
+        self.tensorboard.flush()
+
+    def _scalars(self, record: Mapping[str, Any]) -> None:
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
-                self.tensorboard.add_scalar(f"{stage}/{key}", value, step)
+                self.tensorboard.add_scalar(f"{record['stage']}/{key}", value, record["step"])
+
+    def drop_after(self, step: int, stages: Sequence[str]) -> None:
+        """Forgets the records of `stages` after `step` (a resumed stage redoes those steps)."""
+        records = artifacts.read_jsonl(self.path)
+        kept = [r for r in records if not (r["stage"] in stages and r["step"] > step)]
+        if len(kept) == len(records):
+            return
+        artifacts.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.tensorboard.close()
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        self.tensorboard = SummaryWriter(self.tensorboard_dir)
+        for record in kept:
+            self._scalars(record)
         self.tensorboard.flush()
 
     def close(self) -> None:

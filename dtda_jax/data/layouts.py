@@ -23,6 +23,8 @@ from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
+from dtda_jax.core.errors import UserError
+
 DATASETS = ("oulu_npu", "casia_fasd", "replay_attack", "msu_mfsd", "celeba_spoof")
 
 SPLITS = {
@@ -75,7 +77,7 @@ def manual_download_instructions(dataset: str) -> str:
 _log = logging.getLogger(__name__)
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError, ValueError):
     """The root is missing or does not hold the dataset's official layout."""
 
 

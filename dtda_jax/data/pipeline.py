@@ -18,8 +18,18 @@ from typing import Any, Iterator, Sequence
 import grain
 import numpy as np
 
+from dtda_jax.core.errors import UserError
+
 # Keys every frame record carries (see dtda_jax/data/synthetic/benchmark.py).
 _INDEX_KEYS = ("domain", "label", "video_id")
+
+
+class DataError(UserError, ValueError):
+    """The configured data cannot be used as it is (damaged, empty, unknown); the message says why."""
+
+
+class MissingDataError(UserError, FileNotFoundError):
+    """The configured dataset is not prepared where the config says; the message says how to."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +66,8 @@ def decode_image(image) -> np.ndarray:
 
     decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
     if decoded is None:
-        raise ValueError("A record's image bytes are not a decodable PNG/JPEG: the prepared dataset "
-                         "is damaged; delete it and run tools/prepare_fas.py again.")
+        raise DataError("A record's image bytes are not a decodable PNG/JPEG: the prepared dataset "
+                        "is damaged; delete it and run tools/prepare_fas.py again.")
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
@@ -119,7 +129,7 @@ def _synthetic_builder(d):
     cfg = benchmark.SyntheticFasConfig(image_size=d.image_size, seed=d.synthetic_seed, **overrides)
     builder = benchmark.SyntheticFas(data_dir=os.fspath(d.data_dir), config=cfg)
     if not builder.is_prepared():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"The built-in benchmark {cfg.name!r} is not in config.data.data_dir={d.data_dir!r} "
             f"(looked for {builder.data_path}). Set config.data.generate_if_missing=True to generate "
             "it (seconds at 64 px), or point config.data.data_dir at the directory that holds it.")
@@ -135,9 +145,9 @@ def load_protocol(config) -> Protocol:
     elif d.dataset == "synthetic_fas":
         protocol = _synthetic_protocol(d)
     else:
-        raise ValueError(f"config.data.dataset={d.dataset!r} is unknown; use 'synthetic_fas' (the built-in "
-                         "benchmark) or 'real_fas' (prepared OULU-NPU / CASIA-FASD / Replay-Attack / "
-                         "MSU-MFSD / CelebA-Spoof, see tools/prepare_fas.py).")
+        raise DataError(f"config.data.dataset={d.dataset!r} is unknown; use 'synthetic_fas' (the built-in "
+                        "benchmark) or 'real_fas' (prepared OULU-NPU / CASIA-FASD / Replay-Attack / "
+                        "MSU-MFSD / CelebA-Spoof, see tools/prepare_fas.py).")
     print(f"[data] {describe_protocol(protocol)} (indexed in {time.perf_counter() - start:.1f}s)",
           flush=True)
     return protocol
@@ -185,7 +195,7 @@ def _real_protocol(d) -> Protocol:
     for name in dict.fromkeys((*d.source_domains, d.target_domain)):
         builder = real_fas.get_builder(name, d.data_dir, frames, face, d.real.celeba_spoof_protocol)
         if not builder.is_prepared():
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"Dataset {name!r} prepared as {builder.builder_config.name!r} is not in "
                 f"config.data.data_dir={d.data_dir!r} (looked for {builder.data_path}). Prepare it "
                 f"once with:\n  {prepare_command(d, name)}\n"
@@ -200,7 +210,7 @@ def _real_protocol(d) -> Protocol:
                 sources.append(builders[name].as_data_source(split=split))
                 maps.append(domain_map)
         if not sources:
-            raise ValueError(
+            raise DataError(
                 f"The {role} frames of {' & '.join(domains)} under config.data.split_convention="
                 f"{d.split_convention!r} are empty: none of them has a split for it (only OULU-NPU and "
                 "Replay-Attack have dev splits). Use split_convention='official' or add such a source.")
@@ -218,8 +228,8 @@ def _synthetic_protocol(d) -> Protocol:
 
     unknown = [n for n in (*d.source_domains, d.target_domain) if n not in DOMAINS]
     if unknown:
-        raise ValueError(f"config.data: unknown domain(s) {unknown}; the built-in benchmark has "
-                         f"domains {DOMAINS}.")
+        raise DataError(f"config.data: unknown domain(s) {unknown}; the built-in benchmark has "
+                        f"domains {DOMAINS}.")
     builder = _synthetic_builder(d)
     names = (*d.source_domains, d.target_domain)
     source_map = {DOMAINS.index(n): i for i, n in enumerate(d.source_domains)}
@@ -260,8 +270,8 @@ def group_members(frames: FrameSet, num_domains: int, domain_names: Sequence[str
             members = np.nonzero((frames.domain == dom) & (frames.label == label))[0]
             if members.size == 0:
                 kind = "live" if label else "spoof"
-                raise ValueError(f"Source domain {domain_names[dom]!r} has no {kind} frames in the "
-                                 "training splits; balanced batches need every (domain, class) group.")
+                raise DataError(f"Source domain {domain_names[dom]!r} has no {kind} frames in the "
+                                "training splits; balanced batches need every (domain, class) group.")
             groups.append(members)
     return groups
 
@@ -353,8 +363,8 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
     batch_fn = BalancedBatches(frames, groups, samples_per_group, seed, flip, crop_padding,
                                process_index, process_count)
     if batch_fn.global_batch_size % process_count:
-        raise ValueError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
-                         f"{process_count} processes; change data.samples_per_group.")
+        raise DataError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
+                        f"{process_count} processes; change data.samples_per_group.")
     return step_batches(batch_fn, num_steps)
 
 

@@ -11,10 +11,10 @@ Exit status 2 with a message for a wrong --manual_dir or setting.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
 from dtda_jax.config import common
+from dtda_jax.core.errors import UserError
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -38,12 +38,19 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--face_max_fallback_offset", type=int, default=r.face_max_fallback_offset)
     p.add_argument("--celeba_spoof_protocol", default=r.celeba_spoof_protocol,
                    choices=common.CELEBA_SPOOF_PROTOCOLS)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dtda_jax.core.cli import run_command
+
     args = parse_args(argv)
-    from dtda_jax.data import layouts, real_fas
+    return run_command("prepare_fas", lambda: prepare(args), debug=args.debug, stop_on_signals=True)
+
+
+def prepare(args) -> None:
+    from dtda_jax.data import real_fas
     from dtda_jax.data.face_extraction import FaceSettings, FrameSettings
 
     try:
@@ -52,9 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         face = FaceSettings(size=args.image_size, mode=args.face_mode, margin=args.face_margin,
                             min_face_size=args.face_min_size, detect_max_side=args.face_detect_max_side,
                             max_fallback_offset=args.face_max_fallback_offset)
-        real_fas.prepare(args.dataset, args.manual_dir, args.data_dir, frames, face,
-                         args.celeba_spoof_protocol)
-    except (layouts.DatasetLayoutError, ValueError) as err:
-        print(f"prepare_fas: {err}", file=sys.stderr)
-        return 2
-    return 0
+    except ValueError as err:  # the settings' own checks name the bad value
+        raise UserError(str(err)) from None
+    real_fas.prepare(args.dataset, args.manual_dir, args.data_dir, frames, face, args.celeba_spoof_protocol)

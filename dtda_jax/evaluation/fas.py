@@ -3,22 +3,24 @@
 Every `train.eval_every` steps (and at the last step) the evaluator scores the protocol's
 target frames and held-out source frames with the model's live probability, reduces them per
 video, computes the metrics at the configured threshold policy and records them:
-`eval.jsonl` (one line per evaluation), `scores/step_*.npz` (per-video labels and scores,
-for ROC curves), metrics.jsonl / TensorBoard ("eval"), and, when the evaluation is the best on
-the target so far, `best.json` and the `checkpoints/<stage>_best` checkpoint.
+`scores/step_*.npz` (per-video labels and scores, for ROC curves), `eval.jsonl` (one line
+per evaluation), metrics.jsonl / TensorBoard ("eval"), and, when the evaluation is the best on
+the target so far, the `checkpoints/<stage>_best` checkpoint and `best.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable
 
 import numpy as np
 
-from dtda_jax.core import artifacts
+from dtda_jax.core import artifacts, faults
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.logs import MetricWriter, say
+from dtda_jax.core.loop import Hook
 from dtda_jax.core.sharding import put_batch
 from dtda_jax.core.state import TrainState
 from dtda_jax.data import pipeline
@@ -86,7 +88,15 @@ def is_better(new: dict, best: dict | None) -> bool:
 
 
 class FasEvaluator:
-    """The evaluation hook of a live/spoof stage whose files live in `directory`."""
+    """The evaluation hook of a live/spoof stage whose files live in `directory`.
+
+    At an evaluation step it writes, in this order, scores/step_*.npz, the eval.jsonl line,
+    the "eval" metrics and, when the evaluation is the best on the target so far, the best
+    checkpoint and best.json; the stage loop then saves the step's latest checkpoint. A
+    resumed stage calls `resume(step)` first, which forgets everything recorded after the
+    step it restarts from, so the redone evaluations are written once and "best" is what an
+    uninterrupted run has at that step.
+    """
 
     def __init__(self, *, stage: str, directory: str, score_fn: Callable, protocol, settings: EvalSettings,
                  mesh, writer: MetricWriter, log: Callable[[str], None] = say):
@@ -99,13 +109,16 @@ class FasEvaluator:
                                                  with_data=False)
         self.best = artifacts.read_json(self.best_path) if os.path.exists(self.best_path) else None
 
+    def hook(self, every: int) -> Hook:
+        return Hook(every, self, resume=self.resume, records=("eval",))
+
     def evaluate(self, step: int, state: TrainState) -> dict[str, Any]:
-        """Evaluates `state` and records the result (eval.jsonl, scores, metrics, console)."""
+        """Evaluates `state` and records the result (scores, eval.jsonl, metrics, console)."""
         result, scores = evaluate_model(self.score_fn, state.variables, self.protocol, self.settings, self.mesh)
         result["step"] = step
-        artifacts.write_npz(os.path.join(self.scores_dir, f"step_{step:07d}.npz"), **scores)
-        self.writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
+        artifacts.write_npz(self._scores_path(step), **scores)
         artifacts.append_jsonl(self.eval_path, result)
+        self.writer.write("eval", step, {k: v for k, v in result.items() if k != "threshold_policy"})
         self.log(f"[eval {self.stage}] step {step}: target HTER {100 * result['hter']:.2f}% "
                  f"({result['threshold_policy']}) AUC {100 * result['auc']:.2f}% "
                  f"| source-val AUC {100 * result['source_val_auc']:.2f}%")
@@ -114,15 +127,44 @@ class FasEvaluator:
     def __call__(self, step: int, state: TrainState) -> None:
         """Evaluates and keeps the state as the best checkpoint when it is the best so far."""
         result = self.evaluate(step, state)
+        faults.point(f"{self.stage}:evaluated")
         if is_better(result, self.best):
             self.best = result
             self.best_checkpoints.save(step, state)
+            faults.point(f"{self.stage}:best_saved")
             artifacts.write_json(self.best_path, result)
+
+    def resume(self, step: int) -> None:
+        """Forgets the evaluations after `step` (eval.jsonl lines, scores, best checkpoints)
+        and rebuilds "best" from the ones before."""
+        evaluations = artifacts.read_jsonl(self.eval_path)
+        kept = [e for e in evaluations if e["step"] <= step]
+        if len(kept) < len(evaluations):
+            artifacts.write_text(self.eval_path, "".join(json.dumps(e) + "\n" for e in kept))
+        if os.path.isdir(self.scores_dir):
+            for name in os.listdir(self.scores_dir):
+                if name.startswith("step_") and int(name[5:12]) > step:
+                    os.remove(os.path.join(self.scores_dir, name))
+        for saved in self.best_checkpoints.all_steps():
+            if saved > step:
+                self.best_checkpoints.delete(saved)
+        self.best = None
+        for e in kept:
+            if is_better(e, self.best):
+                self.best = e
+        if self.best is None:
+            if os.path.exists(self.best_path):
+                os.remove(self.best_path)
+        elif self.best != (artifacts.read_json(self.best_path) if os.path.exists(self.best_path) else None):
+            artifacts.write_json(self.best_path, self.best)
 
     def last(self, step: int, state: TrainState) -> dict[str, Any]:
         """The evaluation of the final `step` (recorded, or made now)."""
         recorded = [e for e in artifacts.read_jsonl(self.eval_path) if e["step"] == step]
         return recorded[-1] if recorded else self.evaluate(step, state)
+
+    def _scores_path(self, step: int) -> str:
+        return os.path.join(self.scores_dir, f"step_{step:07d}.npz")
 
     def close(self) -> None:
         self.best_checkpoints.close()

@@ -159,7 +159,7 @@ def load_run(path: str, checkpoint: str = "auto") -> Run:
     import jax
 
     from dtda_jax import methods
-    from dtda_jax.core.checkpointing import StageCheckpoints
+    from dtda_jax.core.checkpointing import DamagedCheckpointError, StageCheckpoints
     from dtda_jax.core.sharding import make_mesh, replicated
     from dtda_jax.core.state import image_model_init, init_state, rng_key
     from dtda_jax.inference.scoring import jit_live_probability
@@ -195,9 +195,9 @@ def load_run(path: str, checkpoint: str = "auto") -> Run:
     check_checkpoint_fits(directory, latest_step, template)
     try:
         state = StageCheckpoints(directory, with_data=False).restore(template, step=latest_step)
-    except ValueError as err:
-        raise PredictError(f"The checkpoint {directory}/{latest_step} does not match the run's "
-                           f"config.json ({err}).") from err
+    except DamagedCheckpointError as err:
+        raise PredictError(f"{err}. Score with the other checkpoint (--checkpoint=best|latest) or "
+                           "resume the run's training, which sets a damaged checkpoint aside.") from None
     return Run(workdir=workdir, config=config, checkpoint=kind, step=int(state.step),
                variables=state.variables, score_fn=jit_live_probability(student))
 
@@ -545,6 +545,7 @@ def parse_args(argv: Sequence[str] | None):
                    help="faces per forward pass (default: the run's data.eval_batch_size)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the results as JSON to PATH ('-': stdout, text goes to stderr)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     if args.frames is not None:
         try:
@@ -557,23 +558,25 @@ def parse_args(argv: Sequence[str] | None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dtda_jax.core.cli import run_command
+
     args = parse_args(argv)
+    return run_command("predict", lambda: score_inputs(args), debug=args.debug)
+
+
+def score_inputs(args) -> int:
     out = sys.stderr if args.json == "-" else sys.stdout
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
-    try:
-        paths = collect_inputs(args.inputs)
-        run = load_run(args.workdir, args.checkpoint)
-        if args.threshold is None:
-            threshold, origin = default_threshold(run)
-            origin += " (--threshold overrides it)"
-        else:
-            threshold, origin = args.threshold, "given by --threshold"
-    except PredictError as err:
-        print(f"predict: {err}", file=sys.stderr)
-        return 2
+    paths = collect_inputs(args.inputs)
+    run = load_run(args.workdir, args.checkpoint)
+    if args.threshold is None:
+        threshold, origin = default_threshold(run)
+        origin += " (--threshold overrides it)"
+    else:
+        threshold, origin = args.threshold, "given by --threshold"
     c = run.config
     detector, frames, face_note = face_source(c, args.detect, args.frames)
     batch_size = args.batch_size or c.data.eval_batch_size

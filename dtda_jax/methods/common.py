@@ -11,7 +11,7 @@ import jax
 
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.logs import MetricWriter
-from dtda_jax.core.loop import Hook, Stage, StopAt, run_stage
+from dtda_jax.core.loop import Stage, StopAt, run_stage
 from dtda_jax.core.sharding import check_batch_divisible
 from dtda_jax.core.state import TrainState
 from dtda_jax.data import pipeline
@@ -68,7 +68,7 @@ def train_live_spoof_stage(ctx: RunContext, stage: Stage, *, directory: str, mod
                              mesh=ctx.mesh, writer=writer)
     try:
         state, finished = run_stage(stage, state, step_fn, batches, ctx.mesh, latest, writer, init=init,
-                                    hooks=[Hook(ctx.config.train.eval_every, evaluator)], stop=ctx.stop)
+                                    hooks=[evaluator.hook(ctx.config.train.eval_every)], stop=ctx.stop)
         return (state, evaluator.best, evaluator.last(stage.num_steps, state)) if finished else None
     finally:
         latest.close()

@@ -62,6 +62,8 @@ import optax
 from dtda_jax import config as config_lib
 from dtda_jax.core import artifacts, losses, optim, xla_cpu
 from dtda_jax.core.checkpointing import StageCheckpoints
+from dtda_jax.core.errors import UserError
+from dtda_jax.core.lock import directory_lock
 from dtda_jax.core.logs import MetricWriter, format_duration, say
 from dtda_jax.core.loop import Stage, StopAt, jit_train_step, run_stage
 from dtda_jax.core.sharding import check_batch_divisible, make_mesh, replicated
@@ -524,6 +526,20 @@ def _check_benchmark_disjoint(config, corpus: face_corpus.CorpusSettings) -> Non
                                               benchmark.dataset_plan(bench))
 
 
+def save_teacher(config, name: str, path: str, variables: Any, report: dict[str, Any]) -> None:
+    """The trained teacher as a converted checkpoint whose source is its report (pinned by sha256)."""
+    report_path = path + ".report.json"
+    artifacts.write_json(report_path, report)
+    extra = {"trained_by": {"tool": "dtda_jax.teachers.training", "trainer_version": TRAINER_VERSION,
+                            "cache_name": os.path.basename(path),
+                            "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+             "quality": report["quality"]}
+    if name == "fa":
+        extra["attributes"] = list(ATTRIBUTES[:teacher_architecture(config, "fa")["c_dim"]])
+    store.save_converted(path, variables, kind=teachers.TEACHER_KINDS[name],
+                         architecture=teacher_architecture(config, name), source=report_path, extra=extra)
+
+
 def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.ConfigDict | None = None,
                             names: Sequence[str] = TEACHER_NAMES, log: Log = say, mesh=None,
                             stop: StopAt | None = None) -> dict[str, str] | None:
@@ -536,8 +552,8 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
     while a teacher trains, ``<name>.training/`` (its stage checkpoints and metrics; removed
     once the teacher is saved). Writes are atomic (report: temp file + rename; checkpoint:
     staging dir + rename), so an interrupted call leaves no half checkpoint and the next call
-    resumes the training from its last stage checkpoint. Two processes filling the same cache
-    at once both train; the first checkpoint written is kept.
+    resumes the training from its last stage checkpoint. A second process that needs the same
+    teacher at the same time waits for the first (a lock in the training folder) and reuses it.
     """
     settings = settings if settings is not None else default_teacher_training_config()
     check_teacher_training_settings(settings)
@@ -558,33 +574,18 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
     corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(cache_dir, "corpus"), corpus_cfg, log)
     for n in missing:
         training_dir = paths[n] + ".training"
-        outcome = train_teacher(config, n, settings, corpus, training_dir, log, mesh, stop)
-        if outcome is None:
-            return None
-        variables, report = outcome
-        report["corpus"]["file"] = os.path.basename(corpus_path)
-        report_path = paths[n] + ".report.json"
-        if _existing(paths[n], teachers.TEACHER_KINDS[n]):  # another process was faster
-            log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
-            continue
-        artifacts.write_json(report_path, report)
-        extra = {"trained_by": {"tool": "dtda_jax.teachers.training", "trainer_version": TRAINER_VERSION,
-                                "cache_name": os.path.basename(paths[n]),
-                                "trained_at": datetime.datetime.now(datetime.timezone.utc)
-                                .isoformat(timespec="seconds")},
-                 "quality": report["quality"]}
-        if n == "fa":
-            extra["attributes"] = list(ATTRIBUTES[:teacher_architecture(config, "fa")["c_dim"]])
-        try:
-            store.save_converted(paths[n], variables, kind=teachers.TEACHER_KINDS[n],
-                                 architecture=teacher_architecture(config, n),
-                                 source=report_path, extra=extra)
-        except FileExistsError:  # another process finished the same teacher first
-            if not _existing(paths[n], teachers.TEACHER_KINDS[n]):
-                raise
-            log(f"[teachers] {n}: {paths[n]} appeared meanwhile; keeping it")
-            continue
-        shutil.rmtree(training_dir, ignore_errors=True)
+        # Another run filling the same cache entry makes this one wait, then reuse its teacher.
+        with directory_lock(training_dir, "teacher training", wait=True, log=log):
+            if _existing(paths[n], teachers.TEACHER_KINDS[n]):
+                log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
+                continue
+            outcome = train_teacher(config, n, settings, corpus, training_dir, log, mesh, stop)
+            if outcome is None:
+                return None
+            variables, report = outcome
+            report["corpus"]["file"] = os.path.basename(corpus_path)
+            save_teacher(config, n, paths[n], variables, report)
+            shutil.rmtree(training_dir, ignore_errors=True)
         log(f"[teachers] {n}: saved {paths[n]}")
         log(quality_summary(n, report["quality"]))
     return paths
@@ -646,7 +647,9 @@ def _apply_override(settings: ml_collections.ConfigDict, assignment: str) -> Non
         raise ValueError(f"unknown teacher training setting {key!r}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, str]:
+def main(argv: Sequence[str] | None = None) -> int:
+    from dtda_jax.core.cli import run_command
+
     parser = argparse.ArgumentParser(description="Train the DTDA teachers of a config on synthetic "
                                      "faces disjoint from the FAS benchmark; print their quality.")
     parser.add_argument("--config", required=True, help="config file, optionally with its argument "
@@ -655,18 +658,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, str]:
     parser.add_argument("--teachers", default="fr,fa", help="which teachers (default fr,fa)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training setting, e.g. --set fr.steps=100 (repeatable)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    return run_command("train_teachers", lambda: train_and_report(args), debug=args.debug, stop_on_signals=True)
+
+
+def train_and_report(args) -> None:
+    """The command: train what the cache lacks, print the quality table and the config lines."""
     path, _, arg = args.config.partition(":")
     config = config_lib.load_config_file(path, *([arg] if arg else []))
     # The config's own training settings when it trains its own teachers, else the defaults.
     settings = (ml_collections.ConfigDict(config.teachers.own_training.to_dict())
                 if "own_training" in config.teachers else default_teacher_training_config())
+    names = tuple(n.strip() for n in args.teachers.split(",") if n.strip())
     try:
         for assignment in args.set:
             _apply_override(settings, assignment)
+        check_teacher_training_settings(settings)
+        unknown = [n for n in names if n not in TEACHER_NAMES]
+        if unknown:
+            raise ValueError(f"--teachers: unknown {unknown}; choose from {TEACHER_NAMES}")
     except ValueError as err:
-        parser.exit(2, f"error: {err}\n")
-    names = tuple(n.strip() for n in args.teachers.split(",") if n.strip())
+        raise UserError(str(err)) from None
     t0 = time.perf_counter()
     paths = ensure_trained_teachers(config, args.out, settings, names)
     quality = {n: store.read_manifest(p)["quality"] for n, p in paths.items()}
@@ -676,8 +689,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, str]:
     print("\nPoint a config at them:")
     for n, p in paths.items():
         print(f"  config.teachers.{n}_checkpoint = {p!r}")
-    return paths
-
-
-if __name__ == "__main__":
-    main()

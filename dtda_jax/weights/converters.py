@@ -21,7 +21,8 @@ from dtda_jax.models import ResNet18Classifier, StarGANDiscriminator, iresnet
 from dtda_jax.models.vit import VisionTransformer
 from dtda_jax.weights import torch_state
 from dtda_jax.weights.store import KIND_ARCFACE, KIND_RESNET18, KIND_STARGAN, KIND_VIT, save_converted
-from dtda_jax.weights.torch_state import ConversionError, UnsafeCheckpointError
+from dtda_jax.core.errors import UserError
+from dtda_jax.weights.torch_state import ConversionError
 
 
 def arcface_template(a: dict[str, Any]) -> Any:
@@ -198,6 +199,7 @@ def run_tool(kind: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.add_argument("--num_heads", type=int, default=None,
                             help="attention heads (not stored in the weights; default width // 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     try:
         if kind == KIND_ARCFACE:
@@ -208,8 +210,9 @@ def run_tool(kind: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
             manifest = convert_timm_vit(args.source, args.out, args.num_heads, args.overwrite)
         else:
             manifest = convert_resnet18(args.source, args.out, args.overwrite)
-    except (ConversionError, UnsafeCheckpointError, FileNotFoundError,
-            FileExistsError) as err:
+    except (UserError, FileExistsError) as err:
+        if args.debug:
+            raise
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {args.out}: {describe(manifest)}")
     return manifest

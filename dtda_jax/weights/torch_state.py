@@ -28,6 +28,21 @@ class UnsafeCheckpointError(UserError, ValueError):
     """The file holds pickled objects other than tensors; it was refused without running them."""
 
 
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """The PyTorch checkpoint to convert does not exist."""
+
+
+class TorchMissingError(UserError, ImportError):
+    """Converting needs torch (the `convert` extra)."""
+
+
+def unpickler_detail(message: str) -> str:
+    """What torch's refusal says the file holds ("Unsupported global: GLOBAL builtins.print ..."),
+    without its advice to load the file unsafely."""
+    match = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|$)", message, re.S)
+    return f" Detail: {' '.join(match.group(1).split())}" if match else ""
+
+
 # ============================================================================================
 # Reading a PyTorch checkpoint
 # ============================================================================================
@@ -41,12 +56,13 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     `{"state_dict": ...}` wrapper.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint {path!r} does not exist.")
+        raise MissingCheckpointError(f"Checkpoint {path!r} does not exist.")
     try:
         import torch
-    except ImportError as err:
-        raise ImportError("Reading PyTorch checkpoints needs torch: pip install torch==2.13.0 "
-                          "(or pip install -e '.[convert]').") from err
+    except ImportError:
+        raise TorchMissingError("reading PyTorch checkpoints needs torch, which is not installed: "
+                                "pip install torch==2.13.0 (the CPU build; or pip install -e '.[convert]' "
+                                "after it).") from None
     import pickle
 
     try:
@@ -55,7 +71,7 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
         raise UnsafeCheckpointError(
             f"{path!r} contains pickled objects that are not tensors, so it was refused without "
             "loading them (a .pth file can run code when unpickled). Use the original released "
-            f"state_dict file. Detail: {str(err).splitlines()[0]}") from err
+            f"state_dict file.{unpickler_detail(str(err))}") from None
     except RuntimeError as err:
         raise ConversionError(f"{path!r} is not a readable PyTorch checkpoint ({err}).") from err
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):

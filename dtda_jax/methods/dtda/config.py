@@ -10,6 +10,8 @@ weight decay 5e-4, lr 0.1, batch 96, 256 x 256, eps 4/255, tau 4).
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 from dtda_jax.config.common import LR_SCHEDULES, common_config, require, with_defaults
@@ -156,7 +158,7 @@ def migrate(saved: dict) -> dict:
     teachers = saved.get("teachers", {})
     if "own_training" not in teachers:
         return saved
-    training = with_defaults(teachers["own_training"], default_teacher_training_config().to_dict())
+    training = with_defaults(teachers["own_training"], json.loads(default_teacher_training_config().to_json()))
     return {**saved, "teachers": {**teachers, "own_training": training}}
 
 

@@ -26,6 +26,7 @@ import optax
 
 from dtda_jax.core import artifacts, optim
 from dtda_jax.core.errors import ConfigError
+from dtda_jax.core.lock import directory_lock
 from dtda_jax.core.logs import MetricWriter
 from dtda_jax.core.loop import jit_train_step
 from dtda_jax.core.sharding import replicated
@@ -142,14 +143,16 @@ def train_teacher(ctx: RunContext, global_batch: int):
     batches = ctx.source_batches(d.samples_per_group, config.seed + 3, k.teacher_num_steps)
     step_fn = jit_train_step(functools.partial(teacher_train_step, model=model, tx=tx, schedule=schedule),
                              ctx.mesh, with_frozen=False)
-    writer = MetricWriter(directory)
-    try:
-        outcome = train_live_spoof_stage(
-            ctx, ctx.stage("teacher", k.teacher_num_steps, global_batch, NAN_ADVICE.format(role="teacher")),
-            directory=directory, model=model, state=state, step_fn=step_fn, batches=batches, writer=writer,
-            init=vit_init(config, "teacher", tx, ctx.mesh))
-    finally:
-        writer.close()
+    # Runs that need the same teacher at the same time: the second waits, then restores it.
+    with directory_lock(directory, "KDFAS teacher training", wait=True):
+        writer = MetricWriter(directory)
+        try:
+            outcome = train_live_spoof_stage(
+                ctx, ctx.stage("teacher", k.teacher_num_steps, global_batch, NAN_ADVICE.format(role="teacher")),
+                directory=directory, model=model, state=state, step_fn=step_fn, batches=batches, writer=writer,
+                init=vit_init(config, "teacher", tx, ctx.mesh))
+        finally:
+            writer.close()
     if outcome is None:
         return None
     state, best_eval, last_eval = outcome
