@@ -3,7 +3,9 @@
 Any config field can be overridden, e.g. `--config.train.num_steps=100`. A config file may
 take a variant argument, e.g. `--config=configs/synthetic.py:baseline` (see README).
 Without --workdir the run goes to `runs/<config name>[_<argument>]`. Rerunning the same
-command in the same workdir resumes where the run stopped.
+command in the same workdir resumes where the run stopped. Every process of a multi-process
+job runs the same command (with --coordinator_address, --num_processes and --process_id
+where JAX does not detect the job; see README, "Several GPUs and clusters").
 
 A mistake (a misspelt field, a bad value, a missing file or dataset, a workdir in use or
 started with another config) is answered with one line naming it and the fix, and exit
@@ -23,6 +25,11 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (get_conf
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results "
                     "(default: runs/<config name>[_<config argument>]).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 of a multi-process job "
+                    "(with --num_processes and --process_id; not needed where JAX detects the job: "
+                    "SLURM, Open MPI, TPU pods).")
+flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process job.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process job, 0..num_processes-1.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -95,13 +102,14 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
     from dtda_jax import train  # imported after flag parsing: jax starts up here
-    from dtda_jax.core import preemption
+    from dtda_jax.core import distributed, preemption
     from dtda_jax.core.errors import UserError
 
     workdir = flags.FLAGS.workdir or default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"]))
-    preemption.install()
     try:
+        distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
+        preemption.install()  # after joining: JAX's runtime installs a SIGTERM handler of its own
         train.train_and_evaluate(flags.FLAGS.config, workdir)
     except preemption.Preempted as err:
         print(f"[run] {err}", file=sys.stderr, flush=True)

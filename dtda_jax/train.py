@@ -17,8 +17,7 @@ import ml_collections
 from dtda_jax import config as config_lib
 from dtda_jax import methods
 from dtda_jax.config import records
-from dtda_jax.core import artifacts
-from dtda_jax.core.lock import directory_lock
+from dtda_jax.core import artifacts, distributed
 from dtda_jax.core.logs import MetricWriter, format_duration
 from dtda_jax.core.loop import StopAt
 from dtda_jax.core.sharding import make_mesh
@@ -41,13 +40,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
     config_lib.validate_config(config)
     method = methods.training_module(config.method.name)
     method.check_weight_files(config)
-    with directory_lock(workdir, "run"):
+    with distributed.primary_lock(workdir, "run"):
         records.check_same_config(config, workdir)  # a changed config is refused before any work
         t_start = time.perf_counter()
         variant = config_lib.variant_name(config)
         print(f"[run] workdir={os.path.abspath(workdir)} method={config.method.name} variant={variant} "
-              f"devices={jax.devices()}", flush=True)
-        protocol = pipeline.load_protocol(config)
+              f"{describe_devices()}", flush=True)
+        with distributed.primary_first("data"):  # the primary generates a missing built-in benchmark
+            protocol = pipeline.load_protocol(config)
         records.record_config(config, workdir)  # recorded once the run can start training
         ctx = RunContext(config=config, workdir=workdir, mesh=make_mesh(num_devices), protocol=protocol,
                          writer=MetricWriter(workdir), stop=StopAt(stop_after))
@@ -58,6 +58,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
         if outcome is None:
             return None
         return report(config, workdir, method, ctx.protocol, outcome, variant, t_start)
+
+
+def describe_devices() -> str:
+    if not distributed.multi_process():
+        return f"devices={jax.devices()}"
+    return (f"processes={jax.process_count()} devices={jax.device_count()} "
+            f"({jax.local_device_count()} per process, {jax.devices()[0].platform})")
 
 
 def report(config, workdir: str, method, protocol, outcome, variant: str, t_start: float) -> dict:

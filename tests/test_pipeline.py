@@ -76,10 +76,13 @@ def test_missing_group_is_named():
 
 
 def test_process_shards_make_up_the_global_batch():
+    """Augmented included: a frame's flip and crop do not depend on the number of processes."""
     frames = fake_frames(SIZES)
+    for record in frames.sources[0]:  # pixels that flips and crops move
+        record["image"] = record["image"] + np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
     groups = tuple(pipeline.group_members(frames, 3, DOMAIN_NAMES))
-    make = lambda index, count: pipeline.BalancedBatches(frames, groups, 4, seed=2, flip=False,
-                                                         crop_padding=0.0, process_index=index,
+    make = lambda index, count: pipeline.BalancedBatches(frames, groups, 4, seed=2, flip=True,
+                                                         crop_padding=0.25, process_index=index,
                                                          process_count=count)
     whole = make(0, 1)(3)
     halves = [make(i, 2)(3) for i in range(2)]

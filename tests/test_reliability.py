@@ -82,12 +82,19 @@ def reference(config_file, tmp_path_factory):
 
 
 def restored_arrays(directory):
-    """{step: flat arrays of its state} of an Orbax stage directory, read without a template."""
+    """{step: flat arrays of its state} of an Orbax stage directory, read as numpy without a
+    template (so also checkpoints written by the processes of a multi-process job)."""
+    import jax
+
     manager = ocp.CheckpointManager(directory)
     out = {}
     for step in manager.all_steps():
-        tree = ocp.PyTreeCheckpointer().restore(os.path.join(directory, str(step), "state"))
-        out[step] = [np.asarray(x) for x in __import__("jax").tree.leaves(tree)]
+        path = os.path.join(directory, str(step), "state")
+        checkpointer = ocp.PyTreeCheckpointer()
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                checkpointer.metadata(path).item_metadata.tree)
+        tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+        out[step] = [np.asarray(x) for x in jax.tree.leaves(tree)]
     manager.close()
     return out
 

@@ -12,6 +12,7 @@ The DTDA step tests build their programs exactly as `train.train_and_evaluate` d
 (the session's compilation cache, see conftest.py); compilation is most of this file's time.
 """
 
+import copy
 import functools
 import hashlib
 import json
@@ -24,6 +25,7 @@ import optax
 import pytest
 
 from dtda_jax import train
+from dtda_jax.core import artifacts
 from dtda_jax.core.loop import jit_train_step
 from dtda_jax.core.sharding import make_mesh, put_batch, replicated
 from dtda_jax.core.state import TrainState, image_model_init, init_state, rng_key
@@ -557,6 +559,32 @@ def test_informative_run_learns(informative_run):
     dc = results["domain_classifier"]
     assert dc["source_val_domain_acc_clean"] >= 0.6
     assert dc["source_val_domain_acc_attacked"] <= dc["source_val_domain_acc_clean"] - 0.1
+
+
+def test_a_bf16_run_learns_as_the_float32_run(informative_run, informative, tmp_path):
+    """model.dtype = "bfloat16" on the informative run (tests/test_precision.py checks what runs
+    in which precision). Trajectories of SGD part ways under any rounding change, so "tracks" is
+    stated per log point: every logged loss mean within a factor of 2.5 of the float32 run's
+    (measured: within -16%..+74%, loss_fas the furthest at steps 100-150), and the run must
+    learn as the float32 one does: source-val AUC >= 0.8 and within 0.15 of float32's
+    (measured 0.872 vs 0.955), domain classifier within 0.1 (0.80 vs 0.85)."""
+    fp32, fp32_dir = informative_run
+    config = copy.deepcopy(informative[0])
+    config.model.dtype = "bfloat16"
+    bf16 = train.train_and_evaluate(config, str(tmp_path / "run"), num_devices=informative[3].size)
+
+    def losses(workdir):
+        return {(r["stage"], r["step"], k): v for r in artifacts.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+                if r["stage"] in ("domain_classifier", "student") for k, v in r.items() if k.startswith("loss")}
+
+    got, want = losses(str(tmp_path / "run")), losses(fp32_dir)
+    assert got.keys() == want.keys() and len(want) >= 10
+    for key, value in want.items():
+        assert 0.4 <= got[key] / value <= 2.5, (key, got[key], value)
+    a, b = bf16["by_selection"]["last"], fp32["by_selection"]["last"]
+    assert a["source_val_auc"] >= 0.8 and abs(a["source_val_auc"] - b["source_val_auc"]) <= 0.15
+    dc_a, dc_b = bf16["domain_classifier"], fp32["domain_classifier"]
+    assert abs(dc_a["source_val_domain_acc_clean"] - dc_b["source_val_domain_acc_clean"]) <= 0.1
 
 
 # ============================================================================================

@@ -5,6 +5,10 @@ renamed onto it, so a reader (or a resumed run) sees the old version or the comp
 never half of it; a directory (a converted checkpoint) is filled beside its path and renamed
 likewise. Log lines (JSON lines) are appended with one write call each. Caches that
 depend on settings are named by a digest of those settings (:func:`settings_name`).
+
+In a multi-process job only the primary process writes (dtda_jax.core.distributed switches
+the others' writer off): they compute the same files, so writing them once is enough, and
+two processes renaming onto one path would race.
 """
 
 from __future__ import annotations
@@ -18,10 +22,23 @@ from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 
+_writer = {"enabled": True}
+
+
+def set_writer(enabled: bool) -> None:
+    """Whether this process writes files (False on the non-primary processes of a job)."""
+    _writer["enabled"] = enabled
+
+
+def writes_files() -> bool:
+    return _writer["enabled"]
+
 
 def write_atomically(path: str, write: Callable[[IO], None], *, binary: bool) -> None:
     """Calls `write(f)` on a temporary file beside `path`, then renames it onto `path`; on any
     error (Ctrl-C included) the temporary file is removed and `path` is untouched."""
+    if not writes_files():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=directory)
@@ -41,6 +58,8 @@ def write_atomically(path: str, write: Callable[[IO], None], *, binary: bool) ->
 def write_directory_atomically(path: str, fill: Callable[[str], None]) -> None:
     """Calls `fill(staging)` on an empty directory beside `path`, then renames it to `path`
     (which must not exist); on any error the staging directory is removed."""
+    if not writes_files():
+        return
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
@@ -65,6 +84,24 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
     write_atomically(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
+def remove(path: str) -> None:
+    """Deletes a file or a directory tree (one that may be absent)."""
+    if not writes_files():
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def move(path: str, target: str) -> None:
+    """Moves `path` to `target`, creating the target's folder."""
+    if not writes_files():
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    shutil.move(path, target)
+
+
 def read_json(path: str) -> Any:
     with open(path) as f:
         return json.load(f)
@@ -72,6 +109,8 @@ def read_json(path: str) -> Any:
 
 def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
     """Appends `record` as one JSON line, in a single write (metrics.jsonl, eval.jsonl)."""
+    if not writes_files():
+        return
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 from typing import Any, Callable
 
 import grain
@@ -22,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dtda_jax.core import faults
+from dtda_jax.core import artifacts, distributed, faults
 from dtda_jax.core.errors import UserError
 
 KEEP = 2  # checkpoints kept per stage: the latest and one to fall back to
@@ -128,8 +127,8 @@ class StageCheckpoints:
         """Moves a damaged step out of the way (kept for inspection) and forgets it."""
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         target = os.path.join(f"{self.directory}.damaged", f"{step}-{stamp}")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.move(os.path.join(self.directory, str(step)), target)
+        artifacts.move(os.path.join(self.directory, str(step)), target)
+        distributed.barrier(f"set aside {self.directory}/{step}")
         self.manager.reload()
         return target
 

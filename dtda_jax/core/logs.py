@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from typing import Any, Mapping, Sequence
 
@@ -30,9 +29,12 @@ class MetricWriter:
     def __init__(self, workdir: str):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tensorboard_dir = os.path.join(workdir, "tensorboard")
-        self.tensorboard = SummaryWriter(self.tensorboard_dir)
+        self.enabled = artifacts.writes_files()  # only the primary process of a job logs
+        self.tensorboard = SummaryWriter(self.tensorboard_dir) if self.enabled else None
 
     def write(self, stage: str, step: int, metrics: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
         record = {"stage": stage, "step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
         artifacts.append_jsonl(self.path, record)
         self._scalars(record)
@@ -45,20 +47,23 @@ class MetricWriter:
 
     def drop_after(self, step: int, stages: Sequence[str]) -> None:
         """Forgets the records of `stages` after `step` (a resumed stage redoes those steps)."""
+        if not self.enabled:
+            return
         records = artifacts.read_jsonl(self.path)
         kept = [r for r in records if not (r["stage"] in stages and r["step"] > step)]
         if len(kept) == len(records):
             return
         artifacts.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.tensorboard.close()
-        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        artifacts.remove(self.tensorboard_dir)
         self.tensorboard = SummaryWriter(self.tensorboard_dir)
         for record in kept:
             self._scalars(record)
         self.tensorboard.flush()
 
     def close(self) -> None:
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()
 
 
 def say(line: str) -> None:

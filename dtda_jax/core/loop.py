@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from dtda_jax.core import faults, preemption, xla_cpu
+from dtda_jax.core import distributed, faults, preemption, xla_cpu
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.logs import MetricWriter, Progress, say
 from dtda_jax.core.sharding import batch_sharded, put_batch, replicated
@@ -91,6 +91,16 @@ def first_nonfinite(history: Sequence[tuple[int, dict]]) -> int | None:
     return None
 
 
+def stop_signal(at_log: bool) -> int | None:
+    """The SIGTERM/SIGINT that asks to stop after this step, if any. One process checks every
+    step; the processes of a job agree at log points (they must stop at the same step, even
+    when only some of them got the signal, and log points already wait for the device), so
+    they stop within `log_every` steps."""
+    if not distributed.multi_process():
+        return preemption.requested()
+    return (distributed.largest(preemption.requested() or 0) or None) if at_log else None
+
+
 def run_stage(stage: Stage, state: TrainState, step_fn: Callable[[TrainState, dict], tuple],
               batches: Iterator[dict[str, np.ndarray]], mesh, checkpoints: StageCheckpoints,
               writer: MetricWriter, *, init: Callable[[TrainState], TrainState] | None = None,
@@ -105,7 +115,8 @@ def run_stage(stage: Stage, state: TrainState, step_fn: Callable[[TrainState, di
     between log points (no per-step host sync); at each log point the losses of every step
     since the last one are checked, so a NaN/Inf is reported with the exact step, before any
     checkpoint of that state is written. A SIGTERM/SIGINT (dtda_jax.core.preemption) ends the
-    stage after the current step with a checkpoint of it, then raises Preempted.
+    stage after the current step (a multi-process job: at the next log point) with a checkpoint
+    of it, then raises Preempted.
     """
     stop = stop or StopAt()
     restored = checkpoints.restore_latest(state, batches, log)
@@ -130,8 +141,10 @@ def run_stage(stage: Stage, state: TrainState, step_fn: Callable[[TrainState, di
             step += 1
             faults.point(f"{stage.name}:step")
             pending.append((step, metrics))
-            signalled = preemption.requested() is not None
-            at_log = step % stage.log_every == 0 or step == end or signalled
+            at_log = step % stage.log_every == 0 or step == end
+            signum = stop_signal(at_log)
+            signalled = signum is not None
+            at_log = at_log or signalled
             at_checkpoint = step % stage.checkpoint_every == 0 or step == end or signalled
             if not (at_log or at_checkpoint):
                 continue
@@ -162,7 +175,7 @@ def run_stage(stage: Stage, state: TrainState, step_fn: Callable[[TrainState, di
                 checkpoints.save(step, state, batches)
                 faults.point(f"{stage.name}:committed")
             if signalled:
-                raise preemption.Preempted(preemption.requested(),
+                raise preemption.Preempted(signum,
                                            f"at {stage.name} step {step} of {stage.num_steps} (checkpoint saved)")
     stop.after_stage(stage.num_steps)
     return state, step >= stage.num_steps

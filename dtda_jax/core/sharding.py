@@ -24,8 +24,31 @@ def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def replicate(tree, mesh):
+    """`tree` copied onto every device of the mesh. Its arrays go through the host: arrays
+    committed to one device (restored weights) cannot be sent to other processes' devices
+    directly, while host values given identically by every process can."""
+    return jax.device_put(jax.device_get(tree), replicated(mesh))
+
+
 def batch_sharded(mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
+
+
+def process_rows(global_rows: np.ndarray) -> np.ndarray:
+    """This process's share of a global batch's rows: the devices of the 1-D mesh are ordered
+    by process, so process i feeds the i-th contiguous block (what `put_batch` expects)."""
+    local = len(global_rows) // jax.process_count()
+    return global_rows[jax.process_index() * local:(jax.process_index() + 1) * local]
+
+
+def to_host(array: jax.Array) -> np.ndarray:
+    """A (possibly sharded over several processes) array as one numpy array on every process."""
+    if getattr(array, "is_fully_addressable", True):
+        return np.asarray(jax.device_get(array))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:

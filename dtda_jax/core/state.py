@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from dtda_jax.core.sharding import replicated
+from dtda_jax.core.sharding import replicate, replicated
 from dtda_jax.weights import store
 
 
@@ -72,7 +72,7 @@ def parameter_count(params: Any) -> int:
 def replace_weights(state: TrainState, params: Any, batch_stats: Any, tx: optax.GradientTransformation,
                     mesh) -> TrainState:
     """The state with new params and BatchNorm statistics and a fresh optimiser state for them."""
-    params, batch_stats = jax.device_put((params, batch_stats), replicated(mesh))
+    params, batch_stats = replicate((params, batch_stats), mesh)
     opt_state = jax.jit(tx.init, out_shardings=replicated(mesh))(params)
     return state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
 

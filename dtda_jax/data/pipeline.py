@@ -296,21 +296,30 @@ def balanced_batch_positions(groups: Sequence[np.ndarray], samples_per_group: in
     return out
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, flip: bool,
-                  crop_padding: float) -> np.ndarray:
-    """Random horizontal flip and pad-and-crop (reflect padding), per image."""
+def augmentation_draws(rng: np.random.Generator, n: int, flip: bool, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The random part of `augment_batch` for `n` images: (flip flags, crop offsets)."""
+    flips = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    offsets = rng.integers(0, 2 * pad + 1, size=(n, 2)) if pad > 0 else np.zeros((n, 2), np.int64)
+    return flips, offsets
+
+
+def apply_augmentation(images: np.ndarray, flips: np.ndarray, offsets: np.ndarray, pad: int) -> np.ndarray:
+    """Horizontal flip where `flips`, then pad-and-crop (reflect padding) at `offsets`."""
     out = images.copy()
     n, h, w, _ = images.shape
-    if flip:
-        flips = rng.random(n) < 0.5
-        out[flips] = out[flips, :, ::-1]
-    pad = int(round(crop_padding * h))
+    out[flips] = out[flips, :, ::-1]
     if pad > 0:
         padded = np.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
         for i, (dy, dx) in enumerate(offsets):
             out[i] = padded[i, dy:dy + h, dx:dx + w]
     return out
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, flip: bool,
+                  crop_padding: float) -> np.ndarray:
+    """Random horizontal flip and pad-and-crop (reflect padding), per image."""
+    pad = int(round(crop_padding * images.shape[1]))
+    return apply_augmentation(images, *augmentation_draws(rng, len(images), flip, pad), pad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,11 +342,16 @@ class BalancedBatches:
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         positions = balanced_batch_positions(self.groups, self.samples_per_group, self.seed, step)
         local = positions.size // self.process_count
-        positions = positions[self.process_index * local:(self.process_index + 1) * local]
-        images = self.frames.read_images(positions)
-        rng = np.random.default_rng([self.seed, step, self.process_index, 1])
+        rows = slice(self.process_index * local, (self.process_index + 1) * local)
+        images = self.frames.read_images(positions[rows])
+        # The augmentation is drawn for the global batch, so that a frame's crop and flip do
+        # not depend on how many processes share the batch.
+        pad = int(round(self.crop_padding * images.shape[1]))
+        flips, offsets = augmentation_draws(np.random.default_rng([self.seed, step, 0, 1]), positions.size,
+                                            self.flip, pad)
+        positions = positions[rows]
         return {
-            "image": augment_batch(images, rng, self.flip, self.crop_padding),
+            "image": apply_augmentation(images, flips[rows], offsets[rows], pad),
             "label": self.frames.label[positions].astype(np.int32),
             "domain": self.frames.domain[positions].astype(np.int32),
         }
@@ -373,13 +387,22 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
 # --------------------------------------------------------------------------------------------
 
 
+def position_batches(num_frames: int, batch_size: int) -> Iterator[np.ndarray]:
+    """The frame positions 0..num_frames-1, `batch_size` at a time (the last batch may be shorter)."""
+    for start in range(0, num_frames, batch_size):
+        yield np.arange(start, min(start + batch_size, num_frames))
+
+
+def read_frames(frames: FrameSet, positions: np.ndarray, keys: Sequence[str] = ()):
+    """The images of the frames at `positions`, or a dict of "image" and the frame arrays
+    named by `keys` (e.g. "domain")."""
+    images = frames.read_images(positions)
+    if not keys:
+        return images
+    return {"image": images, **{k: getattr(frames, k)[positions].astype(np.int32) for k in keys}}
+
+
 def frame_batches(frames: FrameSet, batch_size: int, keys: Sequence[str] = ()) -> Iterator:
-    """All frames in order, `batch_size` at a time (the last batch may be shorter): their
-    images, or dicts of "image" and the frame arrays named by `keys` (e.g. "domain")."""
-    for start in range(0, len(frames), batch_size):
-        positions = np.arange(start, min(start + batch_size, len(frames)))
-        images = frames.read_images(positions)
-        if not keys:
-            yield images
-        else:
-            yield {"image": images, **{k: getattr(frames, k)[positions].astype(np.int32) for k in keys}}
+    """All frames in order, `batch_size` at a time, as `read_frames` gives them."""
+    for positions in position_batches(len(frames), batch_size):
+        yield read_frames(frames, positions, keys)

@@ -21,7 +21,7 @@ from dtda_jax.core import artifacts, faults
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.logs import MetricWriter, say
 from dtda_jax.core.loop import Hook
-from dtda_jax.core.sharding import put_batch
+from dtda_jax.core.sharding import process_rows, put_batch
 from dtda_jax.core.state import TrainState
 from dtda_jax.data import pipeline
 from dtda_jax.evaluation import metrics
@@ -51,11 +51,24 @@ def mesh_batch_size(batch_size: int, mesh) -> int:
     return -(-batch_size // mesh.size) * mesh.size
 
 
-def frame_scores(score_fn: Callable, variables: Any, frames, batch_size: int, mesh) -> np.ndarray:
-    """`score_fn(variables, images)` of every frame, in frame order, batches sharded on the mesh."""
+def sharded_frame_scores(score_fn: Callable, variables: Any, frames, batch_size: int, mesh,
+                         keys: tuple[str, ...] = ()) -> np.ndarray:
+    """`score_fn(variables, batch)` of every frame, in frame order: each batch of frame positions
+    is sharded over the mesh, each process reading and scoring only its rows, and the scores
+    are gathered on every process. The batch is the images, or a dict with `keys` too."""
     batch_size = mesh_batch_size(batch_size, mesh)
-    return score_batches(score_fn, variables, pipeline.frame_batches(frames, batch_size), batch_size,
-                         place=lambda images: put_batch({"image": images}, mesh)["image"])
+
+    def place(positions):
+        batch = pipeline.read_frames(frames, process_rows(positions), keys)
+        return put_batch(batch, mesh) if keys else put_batch({"image": batch}, mesh)["image"]
+
+    return score_batches(score_fn, variables, pipeline.position_batches(len(frames), batch_size), batch_size,
+                         place=place)
+
+
+def frame_scores(score_fn: Callable, variables: Any, frames, batch_size: int, mesh) -> np.ndarray:
+    """The live/spoof model's `score_fn(variables, images)` of every frame, in frame order."""
+    return sharded_frame_scores(score_fn, variables, frames, batch_size, mesh)
 
 
 def video_level(frames, scores: np.ndarray, reduce: str) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +157,7 @@ class FasEvaluator:
         if os.path.isdir(self.scores_dir):
             for name in os.listdir(self.scores_dir):
                 if name.startswith("step_") and int(name[5:12]) > step:
-                    os.remove(os.path.join(self.scores_dir, name))
+                    artifacts.remove(os.path.join(self.scores_dir, name))
         for saved in self.best_checkpoints.all_steps():
             if saved > step:
                 self.best_checkpoints.delete(saved)
@@ -153,8 +166,7 @@ class FasEvaluator:
             if is_better(e, self.best):
                 self.best = e
         if self.best is None:
-            if os.path.exists(self.best_path):
-                os.remove(self.best_path)
+            artifacts.remove(self.best_path)
         elif self.best != (artifacts.read_json(self.best_path) if os.path.exists(self.best_path) else None):
             artifacts.write_json(self.best_path, self.best)
 

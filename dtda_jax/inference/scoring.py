@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtda_jax.core import xla_cpu
+from dtda_jax.core.sharding import to_host
 
 PADDINGS = ("full", "power_of_two")
 
@@ -42,7 +43,8 @@ def score_batches(fn: Callable[[Any, Any], jax.Array], variables: Any, batches: 
 
     A batch is an array of at most `batch_size` images, or a dict of such arrays (images and
     their labels); each is padded along its first axis. `place` puts the padded batch where
-    `fn` expects it (e.g. sharded over a device mesh).
+    `fn` expects it (e.g. this process's rows, sharded over a device mesh); the outputs are
+    gathered from every process.
     """
     outputs = []
     for batch in batches:
@@ -50,7 +52,7 @@ def score_batches(fn: Callable[[Any, Any], jax.Array], variables: Any, batches: 
         pad = padded_size(n, batch_size, padding) - n
         if pad:
             batch = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), batch)
-        outputs.append(np.asarray(jax.device_get(fn(variables, place(batch))))[:n])
+        outputs.append(to_host(fn(variables, place(batch)))[:n])
     return np.concatenate(outputs) if outputs else np.zeros(0, np.float32)
 
 

@@ -49,7 +49,6 @@ import datetime
 import functools
 import math
 import os
-import shutil
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -60,13 +59,12 @@ import numpy as np
 import optax
 
 from dtda_jax import config as config_lib
-from dtda_jax.core import artifacts, losses, optim, xla_cpu
+from dtda_jax.core import artifacts, distributed, losses, optim, xla_cpu
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.errors import UserError
-from dtda_jax.core.lock import directory_lock
 from dtda_jax.core.logs import MetricWriter, format_duration, say
 from dtda_jax.core.loop import Stage, StopAt, jit_train_step, run_stage
-from dtda_jax.core.sharding import check_batch_divisible, make_mesh, replicated
+from dtda_jax.core.sharding import check_batch_divisible, make_mesh, replicate
 from dtda_jax.core.state import TrainState, init_state
 from dtda_jax.data.pipeline import step_batches
 from dtda_jax.data.synthetic import ATTRIBUTES, face_corpus
@@ -324,7 +322,7 @@ def _train_stage(name: str, step_fn, init_variables, tx, images: np.ndarray, tar
     batches = step_batches(SampledBatches(batch_indices(len(images), batch, steps, seed), flips, gains,
                                           jax.process_index(), jax.process_count()), steps)
     state = init_state(init_variables, tx, _init_key(seed, INIT_SALT[name]), mesh)
-    frozen = jax.device_put((images, targets), replicated(mesh))
+    frozen = replicate((images, targets), mesh)
     jitted = jit_train_step(step_fn, mesh, with_frozen=True)
     checkpoints = StageCheckpoints(os.path.join(workdir, "checkpoints"))
     writer = MetricWriter(workdir)
@@ -528,6 +526,8 @@ def _check_benchmark_disjoint(config, corpus: face_corpus.CorpusSettings) -> Non
 
 def save_teacher(config, name: str, path: str, variables: Any, report: dict[str, Any]) -> None:
     """The trained teacher as a converted checkpoint whose source is its report (pinned by sha256)."""
+    if not artifacts.writes_files():
+        return  # a job's other processes: the primary saves it
     report_path = path + ".report.json"
     artifacts.write_json(report_path, report)
     extra = {"trained_by": {"tool": "dtda_jax.teachers.training", "trainer_version": TRAINER_VERSION,
@@ -571,11 +571,12 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
         return paths
     corpus_cfg = corpus_settings(config, settings)
     _check_benchmark_disjoint(config, corpus_cfg)
-    corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(cache_dir, "corpus"), corpus_cfg, log)
+    with distributed.primary_first("face corpus"):  # rendered once, by the primary
+        corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(cache_dir, "corpus"), corpus_cfg, log)
     for n in missing:
         training_dir = paths[n] + ".training"
         # Another run filling the same cache entry makes this one wait, then reuse its teacher.
-        with directory_lock(training_dir, "teacher training", wait=True, log=log):
+        with distributed.primary_lock(training_dir, "teacher training", wait=True, log=log):
             if _existing(paths[n], teachers.TEACHER_KINDS[n]):
                 log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
                 continue
@@ -585,7 +586,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
             variables, report = outcome
             report["corpus"]["file"] = os.path.basename(corpus_path)
             save_teacher(config, n, paths[n], variables, report)
-            shutil.rmtree(training_dir, ignore_errors=True)
+            artifacts.remove(training_dir)
         log(f"[teachers] {n}: saved {paths[n]}")
         log(quality_summary(n, report["quality"]))
     return paths

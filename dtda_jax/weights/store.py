@@ -56,12 +56,21 @@ def _shapes(variables: Mapping[str, Any]) -> dict[str, list[int]]:
     return {"/".join(p): list(np.shape(v)) for p, v in flatten_dict(variables).items()}
 
 
+def _local_checkpointer():
+    """An Orbax checkpointer of this process alone: converted weights are whole numpy trees that
+    one process writes (the primary) or each process reads for itself, with no barrier across
+    the processes of a job."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
+
+
 def save_converted(out_dir: str, variables: Mapping[str, Any], *, kind: str,
                    architecture: Mapping[str, Any], source: str, extra: Mapping[str, Any] | None = None,
                    overwrite: bool = False) -> dict[str, Any]:
     """Writes OUT/variables (Orbax) and OUT/manifest.json atomically: a crash leaves no OUT."""
-    import orbax.checkpoint as ocp
-
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it.")
@@ -78,7 +87,7 @@ def save_converted(out_dir: str, variables: Mapping[str, Any], *, kind: str,
     }
 
     def fill(staging: str) -> None:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = _local_checkpointer()
         checkpointer.save(os.path.join(staging, VARIABLES), jax.tree.map(np.asarray, dict(variables)))
         checkpointer.wait_until_finished()
         artifacts.write_json(os.path.join(staging, MANIFEST), manifest)
@@ -122,8 +131,6 @@ def load_converted(path: str, template: Any | None, *, kind: str,
     `architecture` is what the config asks for; every entry must equal the manifest's, and a
     mismatch names the config field to change (`config_fields` maps entry -> field).
     """
-    import orbax.checkpoint as ocp
-
     manifest = check_converted(path, kind)
     wrong = {k: (v, manifest["architecture"].get(k)) for k, v in (architecture or {}).items()
              if manifest["architecture"].get(k) != v}
@@ -138,6 +145,6 @@ def load_converted(path: str, template: Any | None, *, kind: str,
                                   for k, v in manifest["shapes"].items()})
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), template)
-    variables = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(path), VARIABLES),
+    variables = _local_checkpointer().restore(os.path.join(os.path.abspath(path), VARIABLES),
                                                    abstract)
     return variables, manifest

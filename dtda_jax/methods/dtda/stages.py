@@ -20,11 +20,11 @@ import numpy as np
 from dtda_jax.core import artifacts, optim, xla_cpu
 from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.loop import jit_train_step, run_stage
-from dtda_jax.core.sharding import put_batch, replicated
+from dtda_jax.core.sharding import replicate
 from dtda_jax.core.state import TrainState, image_model_init, init_state, rng_key, with_converted_weights
 from dtda_jax.data import pipeline
-from dtda_jax.evaluation.fas import mesh_batch_size
-from dtda_jax.inference.scoring import images_to_unit_range, score_batches
+from dtda_jax.evaluation.fas import sharded_frame_scores
+from dtda_jax.inference.scoring import images_to_unit_range
 from dtda_jax.methods.common import RunContext, train_live_spoof_stage
 from dtda_jax.methods.dtda.steps import (AttackSettings, attack_images, domain_classifier_train_step,
                                          student_train_step)
@@ -86,10 +86,8 @@ def domain_accuracy(model, variables: Any, frames: pipeline.FrameSet, mesh, batc
             x = attack_images(x, domains, model, variables, attack, rng_key(0))
         return jnp.argmax(model.apply(variables, x, train=False), axis=-1)
 
-    batch_size = mesh_batch_size(batch_size, mesh)
-    predicted = score_batches(lambda _, batch: predict(batch["image"], batch["domain"]), None,
-                              pipeline.frame_batches(frames, batch_size, ("domain",)), batch_size,
-                              place=lambda batch: put_batch(batch, mesh))
+    predicted = sharded_frame_scores(lambda _, batch: predict(batch["image"], batch["domain"]), None, frames,
+                                     batch_size, mesh, keys=("domain",))
     return int((predicted == np.asarray(frames.domain)).sum()) / len(frames)
 
 
@@ -213,7 +211,7 @@ def train_student(ctx: RunContext, config, teachers: dict, frozen: dict, domain_
     state = init_state(image_model_init(student, d.image_size), tx, rng_key(config.seed), ctx.mesh)
     batches = ctx.source_batches(d.samples_per_group, config.seed, config.train.num_steps)
     step_fn = student_step(config, student, tx, schedule, teachers, domain_model, ctx.mesh)
-    frozen = jax.device_put(frozen, replicated(ctx.mesh))
+    frozen = replicate(frozen, ctx.mesh)
     return train_live_spoof_stage(
         ctx, ctx.stage("student", config.train.num_steps, global_batch, NAN_ADVICE), directory=ctx.workdir,
         model=student, state=state, step_fn=lambda s, b: step_fn(s, frozen, b), batches=batches,

@@ -19,7 +19,6 @@ import json
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
@@ -29,7 +28,7 @@ from dtda_jax.core.errors import ConfigError
 from dtda_jax.core.lock import directory_lock
 from dtda_jax.core.logs import MetricWriter
 from dtda_jax.core.loop import jit_train_step
-from dtda_jax.core.sharding import replicated
+from dtda_jax.core.sharding import replicate
 from dtda_jax.core.state import TrainState, image_model_init, init_state, rng_key, with_converted_weights
 from dtda_jax.methods.common import RunContext, train_live_spoof_stage
 from dtda_jax.methods.kdfas.steps import stage_blocks, student_train_step, teacher_train_step
@@ -179,7 +178,7 @@ def train_student(ctx: RunContext, global_batch: int, teacher, teacher_variables
         teacher_blocks=stage_blocks(k.teacher.depth, k.num_stages),
         student_blocks=stage_blocks(k.student.depth, k.num_stages))
     step_fn = jit_train_step(step, ctx.mesh, with_frozen=True)
-    frozen = jax.device_put(teacher_variables if distils else {}, replicated(ctx.mesh))
+    frozen = replicate(teacher_variables if distils else {}, ctx.mesh)
     return train_live_spoof_stage(
         ctx, ctx.stage("student", config.train.num_steps, global_batch, NAN_ADVICE.format(role="student")),
         directory=ctx.workdir, model=student, state=state, step_fn=lambda s, b: step_fn(s, frozen, b),
