@@ -63,7 +63,29 @@ def parse_args():
     parser.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before JAX starts")
     parser.add_argument("--xla_variants", nargs="+", default=["jit", "xla-default"],
                         choices=list(XLA_VARIANTS))
+    parser.add_argument("--flops", action="store_true",
+                        help="only print XLA's cost analysis (FLOPs per image of each part, from the "
+                             "lowered program: no compilation, seconds) and the images/s that a GPU of "
+                             "--peak_tflops at --mfu would consume")
+    parser.add_argument("--peak_tflops", type=float, default=989.0,
+                        help="peak dense TFLOP/s of the GPU to estimate for (default: H200 SXM bf16, "
+                             "NVIDIA's datasheet)")
+    parser.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed")
     return parser.parse_args()
+
+
+def print_flops(config, num_domains: int, batch_np: dict, parts, peak_tflops: float, mfu: float) -> None:
+    """XLA's FLOP count of each part per image, and the GPU consumption it implies."""
+    batch = len(batch_np["image"])
+    print(f"\nXLA cost analysis of the lowered programs (a multiply-add counts 2); GPU estimate at "
+          f"{peak_tflops:g} TFLOP/s x MFU {mfu:g}")
+    for part, build in jax_builders(config, num_domains, batch_np, parts).items():
+        lowered, _ = build()
+        cost = lowered.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        per_image = float(cost["flops"]) / batch
+        print(f"{part:<11} {per_image / 1e9:9.2f} GFLOP/image -> {peak_tflops * 1e12 * mfu / per_image:9.0f} "
+              f"images/s", flush=True)
 
 
 def make_config(name: str, image_size: int | None, batch: int | None):
@@ -93,8 +115,8 @@ def describe(config, num_domains: int, batch: int) -> str:
             f"{config.optim.weight_decay}; dtype {config.model.dtype}")
 
 
-def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tuple[dict, dict]:
-    """{label: run()} and {label: first-call seconds} for the requested JAX parts."""
+def jax_builders(config, num_domains: int, batch_np: dict, parts) -> dict:
+    """{part: build()} for the requested JAX parts; build() -> (lowered, make_run(compiled))."""
     import jax
     import jax.numpy as jnp
     from dtda_jax.core import xla_cpu
@@ -154,8 +176,13 @@ def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tupl
                 f.lower(frozen[n], batch["image"]),
                 lambda c: lambda: c(frozen[n], batch["image"]).block_until_ready())
 
+    return builders
+
+
+def jax_parts(config, num_domains: int, batch_np: dict, parts, variants) -> tuple[dict, dict]:
+    """{label: run()} and {label: first-call seconds} for the requested JAX parts."""
     runners, first = {}, {}
-    for part, build in builders.items():
+    for part, build in jax_builders(config, num_domains, batch_np, parts).items():
         lowered, make_run = build()
         for variant in variants:
             label = (part, f"jax [{variant}]")
@@ -231,6 +258,9 @@ def main():
                 "domain": rng.integers(0, num_domains, batch_size).astype(np.int32),
                 "label": rng.integers(0, 2, batch_size).astype(np.int32)}
     parts = [p for p in PARTS if p in args.parts]
+    if args.flops:
+        print_flops(config, num_domains, batch_np, parts, args.peak_tflops, args.mfu)
+        return
     runners, first = jax_parts(config, num_domains, batch_np, parts, args.xla_variants)
     if not args.no_reference:
         try:
