@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dtda_jax.data import pipeline
-from dtda_jax.inference.scoring import score_batches
+from dtda_jax.core.sharding import make_mesh
+from dtda_jax.evaluation.fas import sharded_frame_scores
 
 DOMAIN_NAMES = ("a", "b", "c")
 
@@ -126,8 +127,9 @@ def test_augmentation_moves_pixels_only():
 
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, 64])
 def test_eval_batches_cover_every_frame_in_order(batch_size):
-    """Evaluation reads every frame once, in order (`frame_batches`), and the scorer hands the
-    model full batches only (padded), whose first rows are the real frames."""
+    """Evaluation reads every frame once, in order (`sharded_frame_scores`, as the evaluator
+    calls it), and the scorer hands the model full batches only (padded), whose first rows are
+    the real frames."""
     frames = fake_frames(SIZES)
     seen_shapes = []
 
@@ -135,8 +137,7 @@ def test_eval_batches_cover_every_frame_in_order(batch_size):
         seen_shapes.append({k: v.shape[0] for k, v in batch.items()})
         return np.stack([batch["image"][:, 0, 0, 0], batch["domain"], batch["label"]], axis=1)
 
-    out = score_batches(score, None, pipeline.frame_batches(frames, batch_size, ("domain", "label")),
-                        batch_size)
+    out = sharded_frame_scores(score, None, frames, batch_size, make_mesh(1), keys=("domain", "label"))
     assert all(set(shapes.values()) == {batch_size} for shapes in seen_shapes)
     assert out[:, 0].tolist() == list(range(len(frames)))
     assert out[:, 1].tolist() == frames.domain.tolist() and out[:, 2].tolist() == frames.label.tolist()

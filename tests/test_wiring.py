@@ -31,7 +31,7 @@ from dtda_jax.core.sharding import make_mesh, put_batch, replicated
 from dtda_jax.core.state import TrainState, image_model_init, init_state, rng_key
 from dtda_jax.data import pipeline
 from dtda_jax.evaluation import fas, metrics
-from dtda_jax.inference.scoring import jit_live_probability, score_batches
+from dtda_jax.inference.scoring import jit_live_probability
 from dtda_jax.methods.common import RunContext
 from dtda_jax.methods.dtda import stages
 from dtda_jax.methods.dtda.steps import attack_images, domain_classifier_train_step
@@ -510,7 +510,7 @@ def test_eval_batches_match_their_labels(batch_size):
         np.testing.assert_array_equal(frames.domain[at], batch["domain"])
         return at
 
-    seen = score_batches(check, None, pipeline.frame_batches(frames, batch_size, ("label", "domain")), batch_size)
+    seen = fas.sharded_frame_scores(check, None, frames, batch_size, make_mesh(1), keys=("label", "domain"))
     assert seen.tolist() == list(range(len(frames)))
 
 

@@ -35,11 +35,17 @@ def batch_sharded(mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+def process_slice(global_size: int, process_index: int, process_count: int) -> slice:
+    """Process `process_index`'s rows of a global batch of `global_size`: the devices of the
+    1-D mesh are ordered by process, so process i feeds the i-th contiguous block (what
+    `put_batch` expects)."""
+    local = global_size // process_count
+    return slice(process_index * local, (process_index + 1) * local)
+
+
 def process_rows(global_rows: np.ndarray) -> np.ndarray:
-    """This process's share of a global batch's rows: the devices of the 1-D mesh are ordered
-    by process, so process i feeds the i-th contiguous block (what `put_batch` expects)."""
-    local = len(global_rows) // jax.process_count()
-    return global_rows[jax.process_index() * local:(jax.process_index() + 1) * local]
+    """This process's share of a global batch's rows."""
+    return global_rows[process_slice(len(global_rows), jax.process_index(), jax.process_count())]
 
 
 def to_host(array: jax.Array) -> np.ndarray:

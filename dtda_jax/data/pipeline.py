@@ -19,6 +19,7 @@ import grain
 import numpy as np
 
 from dtda_jax.core.errors import UserError
+from dtda_jax.core.sharding import process_slice
 
 # Keys every frame record carries (see dtda_jax/data/synthetic/benchmark.py).
 _INDEX_KEYS = ("domain", "label", "video_id")
@@ -341,8 +342,7 @@ class BalancedBatches:
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         positions = balanced_batch_positions(self.groups, self.samples_per_group, self.seed, step)
-        local = positions.size // self.process_count
-        rows = slice(self.process_index * local, (self.process_index + 1) * local)
+        rows = process_slice(positions.size, self.process_index, self.process_count)
         images = self.frames.read_images(positions[rows])
         # The augmentation is drawn for the global batch, so that a frame's crop and flip do
         # not depend on how many processes share the batch.
@@ -400,9 +400,3 @@ def read_frames(frames: FrameSet, positions: np.ndarray, keys: Sequence[str] = (
     if not keys:
         return images
     return {"image": images, **{k: getattr(frames, k)[positions].astype(np.int32) for k in keys}}
-
-
-def frame_batches(frames: FrameSet, batch_size: int, keys: Sequence[str] = ()) -> Iterator:
-    """All frames in order, `batch_size` at a time, as `read_frames` gives them."""
-    for positions in position_batches(len(frames), batch_size):
-        yield read_frames(frames, positions, keys)

@@ -64,7 +64,7 @@ from dtda_jax.core.checkpointing import StageCheckpoints
 from dtda_jax.core.errors import UserError
 from dtda_jax.core.logs import MetricWriter, format_duration, say
 from dtda_jax.core.loop import Stage, StopAt, jit_train_step, run_stage
-from dtda_jax.core.sharding import check_batch_divisible, make_mesh, replicate
+from dtda_jax.core.sharding import check_batch_divisible, make_mesh, process_slice, replicate
 from dtda_jax.core.state import TrainState, init_state
 from dtda_jax.data.pipeline import step_batches
 from dtda_jax.data.synthetic import ATTRIBUTES, face_corpus
@@ -265,8 +265,7 @@ class SampledBatches:
     process_count: int = 1
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        local = self.indices.shape[1] // self.process_count
-        part = slice(self.process_index * local, (self.process_index + 1) * local)
+        part = process_slice(self.indices.shape[1], self.process_index, self.process_count)
         return {"idx": self.indices[step, part], "flip": self.flips[step, part],
                 "gain": self.gains[step, part]}
 
