@@ -2,10 +2,11 @@
 
 import collections
 
+import jax
 import numpy as np
 import pytest
 
-from dtda_jax.data import pipeline
+from dtda_jax.data import augmentation, pipeline
 from dtda_jax.core.sharding import make_mesh
 from dtda_jax.evaluation.fas import sharded_frame_scores
 
@@ -87,7 +88,8 @@ def test_process_shards_make_up_the_global_batch():
                                                          process_count=count)
     whole = make(0, 1)(3)
     halves = [make(i, 2)(3) for i in range(2)]
-    for key in ("image", "label", "domain"):
+    assert sorted(whole) == ["domain", "flip", "image", "label", "shift"]
+    for key in whole:
         np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
 
 
@@ -110,19 +112,33 @@ def test_iterator_resumes_from_saved_state():
         next(resumed)
 
 
-def test_augmentation_moves_pixels_only():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
-    out = pipeline.augment_batch(images, np.random.default_rng(1), flip=True, crop_padding=0.125)
-    assert out.shape == images.shape and out.dtype == np.uint8
-    assert not np.array_equal(out, images)
-    # Every output pixel value exists in its own input image (flip, reflect-pad and crop).
-    for x, y in zip(images, out):
-        assert set(np.unique(y)) <= set(np.unique(x))
-    again = pipeline.augment_batch(images, np.random.default_rng(1), flip=True, crop_padding=0.125)
-    np.testing.assert_array_equal(out, again)
-    flipped = pipeline.augment_batch(images, np.random.default_rng(1), flip=False, crop_padding=0.0)
-    np.testing.assert_array_equal(flipped, images)
+def reference_augmentation(images, flips, shifts):
+    """Flip with [:, ::-1], then crop np.pad(..., mode="reflect") at offset shift + pad: the
+    host-side augmentation the pipeline applied before it moved into the step (any pad >=
+    the largest shift crops the same pixels)."""
+    pad = int(np.abs(shifts).max())
+    out = images.copy()
+    out[flips] = out[flips, :, ::-1]
+    padded = np.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    h, w = images.shape[1:3]
+    for i, (dy, dx) in enumerate(shifts + pad):
+        out[i] = padded[i, dy:dy + h, dx:dx + w]
+    return out
+
+
+@pytest.mark.parametrize("size, crop_padding", [(16, 0.125), (64, 0.0625), (64, 0.49), (8, 0.0)])
+def test_step_augmentation_equals_flip_then_reflect_pad_and_crop(size, crop_padding):
+    rng = np.random.default_rng(size)
+    images = rng.integers(0, 256, size=(40, size, size + 3, 3), dtype=np.uint8)
+    pad = augmentation.pad_pixels(crop_padding, size)
+    draws = augmentation.draws(seed=1, step=2, n=len(images), flip=True, pad=pad)
+    assert draws["flip"].any() and not draws["flip"].all()
+    assert np.abs(draws["shift"]).max() == pad
+    got = jax.jit(augmentation.apply)({"image": images, **draws})
+    np.testing.assert_array_equal(np.asarray(got), reference_augmentation(images, draws["flip"], draws["shift"]))
+    np.testing.assert_array_equal(augmentation.draws(1, 2, len(images), True, pad)["shift"], draws["shift"])
+    assert augmentation.draws(1, 2, 4, flip=False, pad=0) == {}
+    np.testing.assert_array_equal(augmentation.apply({"image": images}), images)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 7, 30, 64])

@@ -247,6 +247,14 @@ def test_protocol_config_runs_end_to_end(prepared, real_data_dir, tmp_path):
     assert len(protocol.train) == 80 + 96 + 64 and len(protocol.target) == 40
     assert len(protocol.source_val) == 40 and set(protocol.source_val.domain) == {0}
     assert set(protocol.target.domain) == {3} and set(protocol.train.domain) == {0, 1, 2}
+    # The decoded-frame stores (one per dataset split) hold the stored PNG crops' pixels.
+    encoded_config = protocol_config(data_dir)
+    encoded_config.data.frame_store = "encoded"
+    encoded = pipeline.load_protocol(encoded_config)
+    for stored, decoded_each_read in ((protocol.train, encoded.train), (protocol.target, encoded.target)):
+        assert len(stored.decoded) == len(stored.sources) > 1
+        positions = np.random.default_rng(0).permutation(len(stored))
+        np.testing.assert_array_equal(stored.read_images(positions), decoded_each_read.read_images(positions))
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["reported"] == results["reported"]

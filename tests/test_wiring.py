@@ -42,7 +42,7 @@ from dtda_jax.teachers import training as tt
 from dtda_jax.teachers.frozen import init_teacher_variables
 from tests.conftest import tiny_config
 from tests.test_kdfas import tiny_kdfas_config
-from tests.test_pipeline import DOMAIN_NAMES, SIZES, fake_frames
+from tests.test_pipeline import DOMAIN_NAMES, SIZES, fake_frames, reference_augmentation
 from tests.test_train import latest_params
 
 # ============================================================================================
@@ -203,7 +203,10 @@ def dtda_step(informative, domain_classifier_step):
 
 
 def clean_images(batch):
-    return batch["image"].astype(np.float32) / 255.0
+    """A training batch's images as its step sees them: augmented by its draws (the numpy
+    reference of tests/test_pipeline.py), in [0, 1]."""
+    assert np.abs(batch["shift"]).max() > 0 and batch["flip"].any()  # the augmentation shows
+    return reference_augmentation(batch["image"], batch["flip"], batch["shift"]).astype(np.float32) / 255.0
 
 
 def attacked_outputs(s, labels_key):

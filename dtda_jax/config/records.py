@@ -21,7 +21,7 @@ from dtda_jax.core.errors import ConfigError
 CONFIG_FILE = "config.json"
 # Fields a resumed run may change: they do not alter what was computed so far.
 RESUMABLE_CHANGES = ("train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "data.eval_batch_size")
+                     "data.eval_batch_size", "data.frame_store")
 
 
 def recorded_config(saved: dict) -> dict:

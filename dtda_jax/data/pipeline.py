@@ -11,6 +11,7 @@ of a multi-host run reads only its own slice of the global batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Iterator, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 
 from dtda_jax.core.errors import UserError
 from dtda_jax.core.sharding import process_slice
+from dtda_jax.data import augmentation, frame_store
 
 # Keys every frame record carries (see dtda_jax/data/synthetic/benchmark.py).
 _INDEX_KEYS = ("domain", "label", "video_id")
@@ -47,6 +49,9 @@ class FrameSet:
     domain: np.ndarray
     label: np.ndarray
     video: np.ndarray
+    # Per data source, its frames decoded once (frame_store.DecodedFrames), or () to decode
+    # each frame's stored bytes when it is read (config.data.frame_store = "encoded").
+    decoded: tuple[Any, ...] = ()
 
     def __len__(self) -> int:
         return int(self.record.shape[0])
@@ -55,7 +60,18 @@ class FrameSet:
         return self.sources[self.source_id[position]][int(self.record[position])]
 
     def read_images(self, positions: Sequence[int]) -> np.ndarray:
-        return np.stack([decode_image(self.read(p)["image"]) for p in positions])
+        """The uint8 (N, H, W, 3) images of the frames at `positions`, in that order."""
+        if not self.decoded:
+            return np.stack([decode_image(self.read(p)["image"]) for p in positions])
+        positions = np.asarray(positions, np.int64)
+        source_ids, records = self.source_id[positions], self.record[positions]
+        if np.all(source_ids == source_ids[0]):
+            return self.decoded[source_ids[0]].take(records)
+        out = np.empty((positions.size, *self.decoded[0].array.shape[1:]), np.uint8)
+        for source_id in np.unique(source_ids):
+            rows = source_ids == source_id
+            out[rows] = self.decoded[source_id].take(records[rows])
+        return out
 
 
 def decode_image(image) -> np.ndarray:
@@ -111,13 +127,25 @@ def _scan_source(source, domain_map: dict[int, int], source_id: int, video_offse
     )
 
 
-def _frame_set(sources: Sequence[Any], domain_maps: Sequence[dict[int, int]]) -> FrameSet:
+def _frame_set(sources: Sequence[Any], domain_maps: Sequence[dict[int, int]],
+               stores: Sequence[tuple[str, str]] = ()) -> FrameSet:
+    """The frames of `sources` whose domains `domain_maps` keep; `stores` gives, per source,
+    (path, description) of its decoded-frame store, or is empty to decode when reading."""
     parts = []
     for source_id, (source, domain_map) in enumerate(zip(sources, domain_maps)):
         # Offsetting video ids per source keeps them unique when a set spans several datasets.
         parts.append(_scan_source(source, domain_map, source_id, video_offset=source_id * (1 << 40)))
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return FrameSet(sources=tuple(sources), **cat)
+    decoded = tuple(frame_store.decoded_frames(source, path, describe, decode_image)
+                    for source, (path, describe) in zip(sources, stores))
+    return FrameSet(sources=tuple(sources), decoded=decoded, **cat)
+
+
+def _store(d, builder, split: str) -> list[tuple[str, str]]:
+    """The decoded-frame store of one split of a prepared dataset, if the config uses stores."""
+    if d.frame_store == "encoded":
+        return []
+    return [(frame_store.store_path(builder.data_path, split), f"{builder.builder_config.name} {split}")]
 
 
 def _synthetic_builder(d):
@@ -204,18 +232,19 @@ def _real_protocol(d) -> Protocol:
         builders[name] = builder
 
     def role_set(domains, role, first_index):
-        sources, maps = [], []
+        sources, maps, stores = [], [], []
         for i, name in enumerate(domains):
             domain_map = {layouts.DATASETS.index(name): first_index + i}
             for split in real_fas.protocol_splits(d.split_convention, name, role, intra):
                 sources.append(builders[name].as_data_source(split=split))
                 maps.append(domain_map)
+                stores += _store(d, builders[name], split)
         if not sources:
             raise DataError(
                 f"The {role} frames of {' & '.join(domains)} under config.data.split_convention="
                 f"{d.split_convention!r} are empty: none of them has a split for it (only OULU-NPU and "
                 "Replay-Attack have dev splits). Use split_convention='official' or add such a source.")
-        return _frame_set(sources, maps)
+        return _frame_set(sources, maps, stores)
 
     sources = tuple(d.source_domains)
     return Protocol(domain_names=(*sources, d.target_domain),
@@ -238,7 +267,8 @@ def _synthetic_protocol(d) -> Protocol:
 
     def split_set(splits, domain_map):
         sources = [builder.as_data_source(split=s) for s in splits]
-        return _frame_set(sources, [domain_map] * len(sources))
+        stores = [store for s in splits for store in _store(d, builder, s)]
+        return _frame_set(sources, [domain_map] * len(sources), stores)
 
     return Protocol(
         domain_names=names,
@@ -277,6 +307,15 @@ def group_members(frames: FrameSet, num_domains: int, domain_names: Sequence[str
     return groups
 
 
+@functools.lru_cache(maxsize=64)
+def _group_permutation(seed: int, group: int, epoch: int, size: int) -> np.ndarray:
+    """One epoch's order of a group; cached, since every batch of the epoch needs it (a
+    permutation of a 100k-frame group costs about a millisecond)."""
+    perm = np.random.default_rng([seed, group, epoch]).permutation(size)
+    perm.flags.writeable = False
+    return perm
+
+
 def balanced_batch_positions(groups: Sequence[np.ndarray], samples_per_group: int, seed: int,
                              step: int) -> np.ndarray:
     """Frame positions of the global batch of `step`: exactly `samples_per_group` per group.
@@ -291,36 +330,10 @@ def balanced_batch_positions(groups: Sequence[np.ndarray], samples_per_group: in
         pos = np.arange(first, first + samples_per_group)
         epochs = pos // n
         for epoch in np.unique(epochs):
-            perm = np.random.default_rng([seed, g, int(epoch)]).permutation(n)
+            perm = _group_permutation(seed, g, int(epoch), n)
             sel = epochs == epoch
             out[g * samples_per_group + np.nonzero(sel)[0]] = members[perm[pos[sel] % n]]
     return out
-
-
-def augmentation_draws(rng: np.random.Generator, n: int, flip: bool, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """The random part of `augment_batch` for `n` images: (flip flags, crop offsets)."""
-    flips = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
-    offsets = rng.integers(0, 2 * pad + 1, size=(n, 2)) if pad > 0 else np.zeros((n, 2), np.int64)
-    return flips, offsets
-
-
-def apply_augmentation(images: np.ndarray, flips: np.ndarray, offsets: np.ndarray, pad: int) -> np.ndarray:
-    """Horizontal flip where `flips`, then pad-and-crop (reflect padding) at `offsets`."""
-    out = images.copy()
-    n, h, w, _ = images.shape
-    out[flips] = out[flips, :, ::-1]
-    if pad > 0:
-        padded = np.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        for i, (dy, dx) in enumerate(offsets):
-            out[i] = padded[i, dy:dy + h, dx:dx + w]
-    return out
-
-
-def augment_batch(images: np.ndarray, rng: np.random.Generator, flip: bool,
-                  crop_padding: float) -> np.ndarray:
-    """Random horizontal flip and pad-and-crop (reflect padding), per image."""
-    pad = int(round(crop_padding * images.shape[1]))
-    return apply_augmentation(images, *augmentation_draws(rng, len(images), flip, pad), pad)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,31 +354,34 @@ class BalancedBatches:
         return len(self.groups) * self.samples_per_group
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
+        """The un-augmented uint8 images of the step's frames with their flip/crop draws
+        (applied in the jitted step, see augmentation.py), labels and domains."""
         positions = balanced_batch_positions(self.groups, self.samples_per_group, self.seed, step)
         rows = process_slice(positions.size, self.process_index, self.process_count)
-        images = self.frames.read_images(positions[rows])
-        # The augmentation is drawn for the global batch, so that a frame's crop and flip do
-        # not depend on how many processes share the batch.
-        pad = int(round(self.crop_padding * images.shape[1]))
-        flips, offsets = augmentation_draws(np.random.default_rng([self.seed, step, 0, 1]), positions.size,
-                                            self.flip, pad)
         positions = positions[rows]
+        images = self.frames.read_images(positions)
+        # Drawn for the global batch, so that a frame's crop and flip do not depend on how
+        # many processes share the batch.
+        pad = augmentation.pad_pixels(self.crop_padding, images.shape[1])
+        draws = augmentation.draws(self.seed, step, self.global_batch_size, self.flip, pad)
         return {
-            "image": apply_augmentation(images, flips[rows], offsets[rows], pad),
+            "image": images,
             "label": self.frames.label[positions].astype(np.int32),
             "domain": self.frames.domain[positions].astype(np.int32),
+            **{k: v[rows] for k, v in draws.items()},
         }
 
 
-def step_batches(batch_of_step, num_steps: int) -> grain.DatasetIterator:
-    """A checkpointable grain iterator over `batch_of_step(step)` for steps 0..num_steps-1.
+def step_batches(batch_of_step, num_steps: int, num_threads: int | None = None) -> grain.DatasetIterator:
+    """A checkpointable grain iterator over `batch_of_step(step)` for steps 0..num_steps-1,
+    built by `num_threads` threads (default: up to 4, one per core).
 
     Batches are pure functions of the step, so the iterator's state is just a position: a
     resumed stage sees exactly the batches an uninterrupted one sees.
     """
-    threads = min(4, os.cpu_count() or 1)
+    threads = num_threads or min(4, os.cpu_count() or 1)
     ds = grain.MapDataset.range(0, num_steps).map(batch_of_step)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2)))
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))
 
 
 def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_domains: int,
@@ -379,7 +395,11 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
     if batch_fn.global_batch_size % process_count:
         raise DataError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
                         f"{process_count} processes; change data.samples_per_group.")
-    return step_batches(batch_fn, num_steps)
+    # From a decoded-frame store a batch is a memory-bound row gather: one thread keeps ahead
+    # of the step, more only compete for memory bandwidth (benchmarks/input_pipeline_speed.py,
+    # 2-core AMD EPYC: 28-42k images/s at 256 px with 1 thread, 22-26k with 2 or 4). PNG/JPEG
+    # decoding is compute-bound and gets a thread per core.
+    return step_batches(batch_fn, num_steps, num_threads=1 if frames.decoded else None)
 
 
 # --------------------------------------------------------------------------------------------

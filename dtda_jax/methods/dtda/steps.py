@@ -16,6 +16,7 @@ import optax
 
 from dtda_jax.core import losses
 from dtda_jax.core.state import TrainState, rng_key
+from dtda_jax.data import augmentation
 from dtda_jax.inference.scoring import images_to_unit_range
 from dtda_jax.methods.dtda.attack import domain_adversarial_attack
 
@@ -42,7 +43,7 @@ def ganin_reversal_scale(progress: jax.Array) -> jax.Array:
 def domain_classifier_train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                                  tx: optax.GradientTransformation):
     """One step of Eq. (1): cross-entropy over the source-domain labels."""
-    x = images_to_unit_range(batch["image"])
+    x = images_to_unit_range(augmentation.apply(batch))
 
     def loss_fn(params):
         logits, mutated = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
@@ -77,7 +78,7 @@ def student_train_step(state: TrainState, frozen: dict[str, Any], batch: dict[st
     rather than closed-over constants so large teachers are not baked into the program. The
     attack's random start (PGD) draws from (seed, step); `num_steps` sets the reversal ramp.
     """
-    clean = images_to_unit_range(batch["image"])
+    clean = images_to_unit_range(augmentation.apply(batch))
     x = clean
     metrics = {}
     if domain_model is not None:

@@ -10,6 +10,7 @@ import optax
 
 from dtda_jax.core import losses
 from dtda_jax.core.state import TrainState
+from dtda_jax.data import augmentation
 from dtda_jax.inference.scoring import images_to_unit_range
 from dtda_jax.methods.kdfas.losses import gram_distillation_loss
 from dtda_jax.models.vit import VisionTransformer
@@ -23,7 +24,7 @@ def stage_blocks(depth: int, num_stages: int) -> tuple[int, ...]:
 def teacher_train_step(state: TrainState, batch: dict[str, jax.Array], *, model: VisionTransformer,
                        tx: optax.GradientTransformation, schedule: optax.Schedule):
     """One teacher step: live/spoof cross-entropy."""
-    x = images_to_unit_range(batch["image"])
+    x = images_to_unit_range(augmentation.apply(batch))
 
     def loss_fn(params):
         logits = model.apply({"params": params}, x, train=True)["cls_logits"]
@@ -47,7 +48,7 @@ def student_train_step(state: TrainState, teacher_variables: Any, batch: dict[st
     (stage_blocks of each depth) and compares their patch tokens' Gram matrices; the class
     token is left to the decision term.
     """
-    x = images_to_unit_range(batch["image"])
+    x = images_to_unit_range(augmentation.apply(batch))
     student_blocks = tuple(student_blocks) if use_feature_kd else ()
     target = None
     if teacher is not None:
