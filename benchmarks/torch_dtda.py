@@ -26,8 +26,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -125,25 +125,26 @@ class TorchDTDAStep:
     """One DTDA student step in PyTorch eager: attack -> teachers -> student update (Eq. 9).
 
     `channels_last` converts every network and the batch to torch.channels_last (the layout
-    oneDNN prefers on CPU); otherwise everything is contiguous NCHW.
+    oneDNN prefers on CPU); otherwise everything is contiguous NCHW. Networks live on `device`,
+    and `__call__` expects its batch there.
     """
 
     def __init__(self, config, *, use_attack: bool, use_teachers: bool, num_domains: int,
-                 channels_last: bool = False, seed: int = 0):
+                 channels_last: bool = False, seed: int = 0, device: str = "cpu"):
         torch.manual_seed(seed)
         self.config = config
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # make_student: fr_dim = the IResNet's 512-d embedding, fa_dim = StarGAN's c_dim.
         self.student = TorchStudent(width=config.model.width, fr_dim=512,
                                     fa_dim=config.teachers.fa_c_dim)
-        self.student.to(memory_format=self.memory_format).train()
+        self.student.to(device=device, memory_format=self.memory_format).train()
         self.teachers = make_torch_teachers(config) if use_teachers else {}
         for t in self.teachers.values():
-            t.model.to(memory_format=self.memory_format)
+            t.model.to(device=device, memory_format=self.memory_format)
         self.domain_model = None
         if use_attack:
             self.domain_model = TorchDomainClassifier(num_domains, config.domain_classifier.width)
-            self.domain_model.to(memory_format=self.memory_format).eval()
+            self.domain_model.to(device=device, memory_format=self.memory_format).eval()
             for p in self.domain_model.parameters():
                 p.requires_grad_(False)
         o = config.optim

@@ -18,7 +18,8 @@ Configs (random weights everywhere; no checkpoint file is read):
 Parts, each timed on its own (images/s = batch / seconds per call):
 
 * full: `dtda_jax.methods.dtda.steps.student_train_step` as training jits it (`stages.student_step`):
-  domain-adversarial attack (Eq. 2, one signed-gradient step through the frozen domain
+  the batch's flip/crop augmentation (a gather; the PyTorch twin takes its images as they
+  are), domain-adversarial attack (Eq. 2, one signed-gradient step through the frozen domain
   classifier), both frozen teachers' forwards, student forward/backward, SGD update;
 * attack: `steps.attack_images` alone;
 * student: the same step built with no teachers and no attack (CE loss, SGD update);
@@ -81,11 +82,17 @@ def print_flops(config, num_domains: int, batch_np: dict, parts, peak_tflops: fl
           f"{peak_tflops:g} TFLOP/s x MFU {mfu:g}")
     for part, build in jax_builders(config, num_domains, batch_np, parts).items():
         lowered, _ = build()
-        cost = lowered.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        per_image = float(cost["flops"]) / batch
+        per_image = flops_per_image(lowered, batch)
         print(f"{part:<11} {per_image / 1e9:9.2f} GFLOP/image -> {peak_tflops * 1e12 * mfu / per_image:9.0f} "
               f"images/s", flush=True)
+
+
+def flops_per_image(lowered, batch: int) -> float:
+    """XLA's FLOP count of a lowered program (before optimisation: the model's arithmetic,
+    the same on every backend), per image of its batch."""
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older jax: one dict per program
+    return float(cost["flops"]) / batch
 
 
 def make_config(name: str, image_size: int | None, batch: int | None):
@@ -103,6 +110,23 @@ def make_config(name: str, image_size: int | None, batch: int | None):
     return config, num_domains, batch or default_batch
 
 
+def random_batch(config, batch_size: int, num_domains: int) -> dict:
+    """A training batch as the pipeline delivers it, random: uint8 NHWC images, domain and
+    live/spoof labels, and the config's augmentation draws (flip flags, crop shifts), which
+    the step applies."""
+    import numpy as np
+
+    from dtda_jax.data import augmentation
+
+    d = config.data
+    rng = np.random.default_rng(0)
+    pad = augmentation.pad_pixels(d.augment_crop_padding, d.image_size)
+    return {"image": rng.integers(0, 256, (batch_size, d.image_size, d.image_size, 3), dtype=np.uint8),
+            "domain": rng.integers(0, num_domains, batch_size).astype(np.int32),
+            "label": rng.integers(0, 2, batch_size).astype(np.int32),
+            **augmentation.draws(config.seed, 0, batch_size, d.augment_flip, pad)}
+
+
 def describe(config, num_domains: int, batch: int) -> str:
     t, a = config.teachers, config.attack
     return (f"{config.data.image_size}x{config.data.image_size}, batch {batch} "
@@ -115,22 +139,16 @@ def describe(config, num_domains: int, batch: int) -> str:
             f"{config.optim.weight_decay}; dtype {config.model.dtype}")
 
 
-def jax_builders(config, num_domains: int, batch_np: dict, parts) -> dict:
-    """{part: build()} for the requested JAX parts; build() -> (lowered, make_run(compiled))."""
+def build_models(config, num_domains: int):
+    """The full step's models with random weights: (teachers, domain_model, frozen variables
+    {fr, fa, domain} on the default device, student, tx, schedule)."""
     import jax
     import jax.numpy as jnp
-    from dtda_jax.core import xla_cpu
-    from dtda_jax.inference.scoring import images_to_unit_range
-    from dtda_jax.core.sharding import make_mesh, put_batch, replicated
-    from dtda_jax.core.state import image_model_init, init_state, rng_key
+    from dtda_jax.core.state import rng_key
     from dtda_jax.methods.dtda import stages
-    from dtda_jax.methods.dtda.steps import attack_images
     from dtda_jax.models import ResNet18Classifier
     from dtda_jax.teachers.frozen import init_teacher_variables
 
-    training_options = xla_cpu.compiler_options(xla_cpu.TRAINING)  # as inside the train step
-
-    mesh = make_mesh()
     size = config.data.image_size
     with contextlib.redirect_stdout(io.StringIO()):  # the random-teacher banners
         teachers = stages.make_teachers(config)
@@ -139,9 +157,27 @@ def jax_builders(config, num_domains: int, batch_np: dict, parts) -> dict:
                                       dtype=jnp.dtype(config.model.dtype))
     frozen["domain"] = jax.jit(lambda k: domain_model.init(
         k, jnp.zeros((1, size, size, 3), jnp.float32), train=False))(rng_key(config.seed + 1))
-    frozen = jax.device_put(frozen, replicated(mesh))
     student = stages.make_student(config, teachers)
     tx, schedule = stages.student_optimizer(config)
+    return teachers, domain_model, frozen, student, tx, schedule
+
+
+def jax_builders(config, num_domains: int, batch_np: dict, parts) -> dict:
+    """{part: build()} for the requested JAX parts; build() -> (lowered, make_run(compiled))."""
+    import jax
+    from dtda_jax.core import xla_cpu
+    from dtda_jax.inference.scoring import images_to_unit_range
+    from dtda_jax.core.sharding import make_mesh, put_batch, replicated
+    from dtda_jax.core.state import image_model_init, init_state, rng_key
+    from dtda_jax.methods.dtda import stages
+    from dtda_jax.methods.dtda.steps import attack_images
+
+    training_options = xla_cpu.compiler_options(xla_cpu.TRAINING)  # as inside the train step
+
+    mesh = make_mesh()
+    size = config.data.image_size
+    teachers, domain_model, frozen, student, tx, schedule = build_models(config, num_domains)
+    frozen = jax.device_put(frozen, replicated(mesh))
     batch = put_batch(batch_np, mesh)
     key = rng_key(config.seed)
 
@@ -206,18 +242,19 @@ def _stateful(compiled, state, frozen, batch):
     return run
 
 
-def torch_parts(config, num_domains: int, batch_np: dict, parts) -> tuple[dict, dict]:
+def torch_parts(config, num_domains: int, batch_np: dict, parts, device: str = "cpu") -> tuple[dict, dict]:
     import torch
     from benchmarks import torch_dtda
 
-    batch = {k: torch.from_numpy(v).long() if k != "image" else torch.from_numpy(v)
+    batch = {k: (torch.from_numpy(v).long() if k != "image" else torch.from_numpy(v)).to(device)
              for k, v in batch_np.items()}
+    threads = f" ({torch.get_num_threads()} thr)" if device == "cpu" else ""
     runners, first = {}, {}
     for impl, channels_last in (("torch", False), ("torch channels_last", True)):
-        full = torch_dtda.TorchDTDAStep(config, use_attack=True, use_teachers=True,
-                                        num_domains=num_domains, channels_last=channels_last)
-        plain = torch_dtda.TorchDTDAStep(config, use_attack=False, use_teachers=False,
-                                         num_domains=num_domains, channels_last=channels_last)
+        full = torch_dtda.TorchDTDAStep(config, use_attack=True, use_teachers=True, num_domains=num_domains,
+                                        channels_last=channels_last, device=device)
+        plain = torch_dtda.TorchDTDAStep(config, use_attack=False, use_teachers=False, num_domains=num_domains,
+                                         channels_last=channels_last, device=device)
         candidates = {
             "full": lambda s=full: s(batch),
             "student": lambda s=plain: s(batch),
@@ -229,7 +266,7 @@ def torch_parts(config, num_domains: int, batch_np: dict, parts) -> tuple[dict, 
         for part in parts:
             if part not in candidates:
                 continue
-            label = (part, f"{impl} ({torch.get_num_threads()} thr)")
+            label = (part, f"{impl}{threads}")
             start = time.perf_counter()
             candidates[part]()
             first[label] = time.perf_counter() - start
@@ -242,10 +279,8 @@ def main():
     pin_threads_and_flags(args.threads, args.xla_flags)
 
     import jax
-    import numpy as np
 
     config, num_domains, batch_size = make_config(args.config, args.image_size, args.batch)
-    size = config.data.image_size
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
@@ -253,10 +288,7 @@ def main():
           f"variants: {', '.join(f'{v} {XLA_VARIANTS[v] or {}}' for v in args.xla_variants)}")
     print(f"config {args.config}: {describe(config, num_domains, batch_size)}", flush=True)
 
-    rng = np.random.default_rng(0)
-    batch_np = {"image": rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
-                "domain": rng.integers(0, num_domains, batch_size).astype(np.int32),
-                "label": rng.integers(0, 2, batch_size).astype(np.int32)}
+    batch_np = random_batch(config, batch_size, num_domains)
     parts = [p for p in PARTS if p in args.parts]
     if args.flops:
         print_flops(config, num_domains, batch_np, parts, args.peak_tflops, args.mfu)
