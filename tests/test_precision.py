@@ -29,41 +29,55 @@ def equations(jaxpr):
                     yield from equations(inner)
 
 
-def student_step(data_dir, dtype="bfloat16", attack=True):
-    """The DTDA student step of the tiny config in `dtype` (attack, both teachers) and its
-    arguments: the same initial state, teachers and random batch for every dtype."""
+@pytest.fixture(scope="module")
+def variables(data_dir):
+    """The initial student state, frozen variables (teachers, domain classifier) and a random
+    batch of the tiny config, built once: parameters are float32 in either dtype, so both
+    dtypes' steps start from these."""
     from dtda_jax.core.sharding import make_mesh
     from dtda_jax.core.state import image_model_init, init_state, rng_key
     from dtda_jax.methods.dtda import stages
-    from dtda_jax.methods.dtda.steps import student_train_step
     from dtda_jax.models import ResNet18Classifier
     from dtda_jax.teachers.frozen import init_teacher_variables
 
     config = tiny_config(data_dir)
-    config.model.dtype = dtype
     size = config.data.image_size
     teachers = stages.make_teachers(config)
     frozen = init_teacher_variables(teachers, rng_key(2), config.teachers)
-    domain_model = ResNet18Classifier(num_classes=3, width=config.domain_classifier.width, dtype=jnp.dtype(dtype))
+    domain_model = ResNet18Classifier(num_classes=3, width=config.domain_classifier.width)
     frozen["domain"] = domain_model.init(rng_key(1), jnp.zeros((1, size, size, 3)), train=False)
     student = stages.make_student(config, teachers)
-    tx, schedule = stages.student_optimizer(config)
+    tx, _ = stages.student_optimizer(config)
     state = init_state(image_model_init(student, size), tx, rng_key(0), make_mesh(1))
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.integers(0, 256, (12, size, size, 3), dtype=np.uint8)),
              "label": jnp.arange(12, dtype=jnp.int32) % 2, "domain": jnp.arange(12, dtype=jnp.int32) // 4}
+    return state, frozen, batch
+
+
+def student_step(data_dir, dtype="bfloat16", attack=True):
+    """The DTDA student step of the tiny config in `dtype` (attack, both teachers)."""
+    from dtda_jax.methods.dtda import stages
+    from dtda_jax.methods.dtda.steps import student_train_step
+    from dtda_jax.models import ResNet18Classifier
+
+    config = tiny_config(data_dir)
+    config.model.dtype = dtype
+    teachers = stages.make_teachers(config)
+    domain_model = ResNet18Classifier(num_classes=3, width=config.domain_classifier.width, dtype=jnp.dtype(dtype))
+    student = stages.make_student(config, teachers)
+    tx, schedule = stages.student_optimizer(config)
     loss = config.loss
-    step = functools.partial(student_train_step, student=student, tx=tx, schedule=schedule, teachers=teachers,
+    return functools.partial(student_train_step, student=student, tx=tx, schedule=schedule, teachers=teachers,
                              domain_model=domain_model if attack else None,
                              attack=stages.attack_settings(config), seed=0,
                              num_steps=6, lambda_fr=loss.lambda_fr, lambda_fa=loss.lambda_fa,
                              lambda_domain=loss.lambda_domain, temperature=loss.temperature,
                              scale_kd_by_t2=loss.scale_kd_by_t2)
-    return step, (state, frozen, batch)
 
 
-def test_bf16_computes_in_bf16_and_keeps_float32_state_losses_and_attack_sign(data_dir):
-    step, args = student_step(data_dir)
+def test_bf16_computes_in_bf16_and_keeps_float32_state_losses_and_attack_sign(data_dir, variables):
+    step, args = student_step(data_dir), variables
     jaxpr = jax.make_jaxpr(step)(*args).jaxpr
     eqns = list(equations(jaxpr))
     compute = [e for e in eqns if e.primitive.name in COMPUTE]
@@ -83,7 +97,7 @@ def test_bf16_computes_in_bf16_and_keeps_float32_state_losses_and_attack_sign(da
     assert all(m.dtype == jnp.float32 for m in jax.tree.leaves(metrics))
 
 
-def test_one_bf16_step_is_the_float32_step_to_bf16_precision(data_dir):
+def test_one_bf16_step_is_the_float32_step_to_bf16_precision(data_dir, variables):
     """From the same state and batch: every loss term within 3% (bf16 keeps 8 bits of
     mantissa, ~0.4% per rounding, through some 40 layers; measured <= 0.9%) and the parameter
     update pointing the same way (cosine >= 0.85; measured 0.91: the gradients of these
@@ -91,7 +105,7 @@ def test_one_bf16_step_is_the_float32_step_to_bf16_precision(data_dir):
     is rounding noise, so the attacked images themselves differ between the two precisions."""
     results = {}
     for dtype in ("float32", "bfloat16"):
-        step, (state, frozen, batch) = student_step(data_dir, dtype, attack=False)
+        step, (state, frozen, batch) = student_step(data_dir, dtype, attack=False), variables
         before = jax.device_get(state.params)
         new_state, metrics = jax.jit(step)(state, frozen, batch)
         update = [np.ravel(a - b) for a, b in zip(jax.tree.leaves(jax.device_get(new_state.params)),
