@@ -395,11 +395,7 @@ def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_d
     if batch_fn.global_batch_size % process_count:
         raise DataError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
                         f"{process_count} processes; change data.samples_per_group.")
-    # From a decoded-frame store a batch is a memory-bound row gather: one thread keeps ahead
-    # of the step, more only compete for memory bandwidth (benchmarks/input_pipeline_speed.py,
-    # 2-core AMD EPYC: 28-42k images/s at 256 px with 1 thread, 22-26k with 2 or 4). PNG/JPEG
-    # decoding is compute-bound and gets a thread per core.
-    return step_batches(batch_fn, num_steps, num_threads=1 if frames.decoded else None)
+    return step_batches(batch_fn, num_steps)
 
 
 # --------------------------------------------------------------------------------------------
