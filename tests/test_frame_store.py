@@ -109,3 +109,13 @@ def test_protocol_frames_read_from_the_store_equal_decoded_frames(data_dir):
         positions = np.random.default_rng(0).permutation(len(a))
         np.testing.assert_array_equal(a.read_images(positions), b.read_images(positions))
         assert all(os.path.dirname(s.path).endswith(frame_store.STORE_DIR) for s in a.decoded)
+
+
+def test_an_empty_split_has_no_store_and_the_others_read(tmp_path):
+    """A split whose videos were all skipped in preparation is empty: nothing to store."""
+    records = [{"image": np.full((8, 8, 3), i, np.uint8), "domain": 0, "label": i % 2, "video_id": i}
+               for i in range(4)]
+    frames = pipeline._frame_set([[], records], [{0: 0}, {0: 0}],
+                                 [(str(tmp_path / "empty.npy"), "empty"), (str(tmp_path / "four.npy"), "four")])
+    assert frames.decoded[0] is None and os.listdir(tmp_path) == ["four.npy"]
+    np.testing.assert_array_equal(frames.read_images([3, 0]), np.stack([records[3]["image"], records[0]["image"]]))

@@ -1,7 +1,7 @@
 """Decoded frames stored once: a data source's images as one memory-mapped uint8 .npy file.
 
-Why: decoding one 256-px PNG crop costs ~1.9 ms of a core (~500 images/s), and one H200
-consumes ~11,000 images/s of the full DTDA step. Reading rows of a memory-mapped array is a
+Why: decoding one 256-px PNG crop costs ~1.4 ms of a core (~700 images/s), and one H200
+would consume ~11,000 images/s of the full DTDA step. Reading rows of a memory-mapped array is a
 copy from the page cache, so a training batch costs a gather instead of a decode per image
 (benchmarks/input_pipeline_speed.py measures both). The file sits in the prepared dataset's
 own directory (`<data_path>/decoded_frames/<split>.npy`), so deleting the prepared dataset
@@ -28,7 +28,7 @@ _CHUNK = 256  # frames decoded per round of the thread pool
 class DecodedFrames:
     """The (N, H, W, 3) uint8 frames of one data source, memory-mapped on first use.
 
-    It pickles as its path (grain worker processes reopen the file; the frames are not copied).
+    It pickles as its path (a copy in another process reopens the file; the frames are not copied).
     """
 
     def __init__(self, path: str):
@@ -85,8 +85,6 @@ def _write(source, path: str, describe: str, decode) -> None:
     os.makedirs(folder, exist_ok=True)
     _remove_stale_partials(path)
     num = len(source)
-    if num == 0:
-        raise DataError(f"{describe} has no frames; prepare it again (tools/prepare_fas.py).")
     first = decode(source[0]["image"])
     shape = (num, *first.shape)
     needed, free = math.prod(shape), shutil.disk_usage(folder).free

@@ -67,7 +67,7 @@ class FrameSet:
         source_ids, records = self.source_id[positions], self.record[positions]
         if np.all(source_ids == source_ids[0]):
             return self.decoded[source_ids[0]].take(records)
-        out = np.empty((positions.size, *self.decoded[0].array.shape[1:]), np.uint8)
+        out = np.empty((positions.size, *self.decoded[source_ids[0]].array.shape[1:]), np.uint8)
         for source_id in np.unique(source_ids):
             rows = source_ids == source_id
             out[rows] = self.decoded[source_id].take(records[rows])
@@ -136,7 +136,8 @@ def _frame_set(sources: Sequence[Any], domain_maps: Sequence[dict[int, int]],
         # Offsetting video ids per source keeps them unique when a set spans several datasets.
         parts.append(_scan_source(source, domain_map, source_id, video_offset=source_id * (1 << 40)))
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    decoded = tuple(frame_store.decoded_frames(source, path, describe, decode_image)
+    # An empty split (every video skipped in preparation) has nothing to store or read.
+    decoded = tuple(frame_store.decoded_frames(source, path, describe, decode_image) if len(source) else None
                     for source, (path, describe) in zip(sources, stores))
     return FrameSet(sources=tuple(sources), decoded=decoded, **cat)
 
