@@ -123,6 +123,25 @@ def iterator_rate(batch_fn, threads: int, steps: int) -> float:
     return batch_fn.global_batch_size * steps / (time.perf_counter() - start)
 
 
+def device_rate(frames, groups, args) -> float:
+    """Images/s of `data.frame_store = "device"` batches with the gather on this machine's CPU
+    device (on a GPU it runs in device memory; the host side is the row above)."""
+    import jax
+
+    from dtda_jax.core.sharding import make_mesh
+    from dtda_jax.data import pipeline
+    from dtda_jax.data.device_frames import DeviceFrameBatches
+
+    batch_fn = pipeline.BalancedBatches(frames, groups, args.samples_per_group, seed=0, flip=True,
+                                        crop_padding=0.125, frames_on_device=True)
+    batches = DeviceFrameBatches(pipeline.step_batches(batch_fn, args.steps + 1), frames, make_mesh(1))
+    jax.block_until_ready(next(batches)["image"])  # compilation, the thread pool's start
+    start = time.perf_counter()
+    for batch in batches:
+        jax.block_until_ready(batch["image"])
+    return batch_fn.global_batch_size * args.steps / (time.perf_counter() - start)
+
+
 def main():
     args = parse_args()
     from dtda_jax.data import pipeline
@@ -136,7 +155,7 @@ def main():
 
     def report(size, what, images_per_s):
         rows.append((size, what, images_per_s))
-        print(f"  {what:<34} {images_per_s:9.0f} images/s", flush=True)
+        print(f"  {what:<40} {images_per_s:9.0f} images/s", flush=True)
 
     for size in args.sizes:
         encoded = prepared_frames(workdir, size, stored=False)
@@ -156,16 +175,19 @@ def main():
                 stored.read_images(p)
 
         report(size, "store gather (decoded), 1 core", rate(gather_epoch, batch * args.steps, 3))
-        for name, frames, frame_groups in (("encoded", encoded, groups), ("decoded", stored, store_groups)):
+        for name, frames, frame_groups, on_device in (("encoded", encoded, groups, False),
+                                                       ("decoded", stored, store_groups, False),
+                                                       ("device, host side", stored, store_groups, True)):
             batch_fn = pipeline.BalancedBatches(frames, frame_groups, args.samples_per_group, seed=0, flip=True,
-                                                crop_padding=0.125)
+                                                crop_padding=0.125, frames_on_device=on_device)
             for threads in args.threads:
                 report(size, f"batches ({name}), {threads} thread{'s' * (threads > 1)}",
                        iterator_rate(batch_fn, threads, args.steps))
+        report(size, "batches (device), gathered on this CPU", device_rate(stored, store_groups, args))
 
-    print("\nsize  what                                images/s   3 x GPU step / this rate (copies of it needed)")
+    print(f"\n{'size':>4}  {'what':<40} {'images/s':>9}   3 x GPU step / this rate (copies of it needed)")
     for size, what, r in rows:
-        line = f"{size:>4}  {what:<34} {r:>9.0f}   {3 * GPU_IMAGES_PER_S / r:8.2f}"
+        line = f"{size:>4}  {what:<40} {r:>9.0f}   {3 * GPU_IMAGES_PER_S / r:8.2f}"
         if args.step_images_per_s:
             line += f"   {r / args.step_images_per_s:7.1f}x this machine's step"
         print(line)

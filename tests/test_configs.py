@@ -76,7 +76,7 @@ def test_celeba_spoof_p2_takes_a_sensor_group():
     ("data.real.face_mode", "warp", "face_mode: must be one of"),
     ("data.real.celeba_spoof_protocol", "p3", "celeba_spoof_protocol"),
     ("data.dataset", "oulu", "data.dataset: must be one of"),
-    ("data.frame_store", "memmap", "data.frame_store: must be 'decoded' or 'encoded', got 'memmap'"),
+    ("data.frame_store", "memmap", "data.frame_store: must be one of \\('decoded', 'encoded', 'device'\\), got 'memmap'"),
 ])
 def test_bad_real_data_values_are_named(field, value, message):
     config = config_lib.load_config_file(os.path.join(CONFIG_DIR, "ocm_to_i.py"))

@@ -119,3 +119,58 @@ def test_an_empty_split_has_no_store_and_the_others_read(tmp_path):
                                  [(str(tmp_path / "empty.npy"), "empty"), (str(tmp_path / "four.npy"), "four")])
     assert frames.decoded[0] is None and os.listdir(tmp_path) == ["four.npy"]
     np.testing.assert_array_equal(frames.read_images([3, 0]), np.stack([records[3]["image"], records[0]["image"]]))
+
+
+def test_a_run_with_its_training_frames_on_the_devices_is_the_same_run(data_dir, dtda_run, tmp_path):
+    """data.frame_store = "device": batches leave the host as frame positions, their images are
+    gathered on the (two) devices; every logged loss, evaluation and result is the one of the
+    uninterrupted default run (decoded-frame store), exactly."""
+    from dtda_jax import train
+    from dtda_jax.core import artifacts
+
+    config = tiny_config(data_dir)
+    config.data.frame_store = "device"
+    workdir = str(tmp_path / "run")
+    results = train.train_and_evaluate(config, workdir)
+    reference_dir, reference = dtda_run
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        got, want = (artifacts.read_jsonl(os.path.join(d, name)) for d in (workdir, reference_dir))
+        strip = lambda records: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s", "time")}
+                                 for r in records]
+        assert strip(got) == strip(want), name
+    assert results["by_selection"] == reference["by_selection"]
+
+
+def test_device_frame_batches_resume_from_a_checkpoint(tmp_path):
+    """The device-gathered batches checkpoint as their position: restored from a stage
+    checkpoint, they continue with the batches of the uninterrupted iterator, and their
+    images are the frames at the batch's positions with the host pipeline's draws."""
+    from dtda_jax.core.checkpointing import StageCheckpoints
+    from dtda_jax.core.sharding import make_mesh
+    from dtda_jax.data.device_frames import DeviceFrameBatches
+    from tests.test_pipeline import DOMAIN_NAMES, SIZES, fake_frames
+
+    frames, mesh = fake_frames(SIZES, interleave_seed=3), make_mesh(2)
+
+    def make(on_device):
+        it = pipeline.balanced_train_iterator(frames, DOMAIN_NAMES, 3, 2, seed=4, num_steps=8, flip=True,
+                                              crop_padding=0.25, frames_on_device=on_device)
+        return DeviceFrameBatches(it, frames, mesh) if on_device else it
+
+    host = list(make(False))
+    first = make(True)
+    for expected in host[:3]:
+        got = next(first)
+        assert "frame" not in got
+        for key, value in expected.items():
+            np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
+    checkpoints = StageCheckpoints(str(tmp_path / "checkpoints"))
+    state = {"x": np.zeros(2, np.float32)}
+    checkpoints.save(3, state, first)
+    resumed = make(True)
+    checkpoints.restore(state, resumed)
+    checkpoints.close()
+    rest = [np.asarray(b["image"]) for b in resumed]
+    assert len(rest) == 5
+    for got, expected in zip(rest, host[3:]):
+        np.testing.assert_array_equal(got, expected["image"])

@@ -17,6 +17,7 @@ VIDEO_REDUCTIONS = ("mean", "median", "first")
 LR_SCHEDULES = ("constant", "cosine", "step")  # dtda_jax.core.optim
 OPTIMIZERS = ("sgd", "adamw")
 DATASET_KINDS = ("synthetic_fas", "real_fas")
+FRAME_STORES = ("decoded", "encoded", "device")  # data.frame_store
 # Kept in sync with dtda_jax/data (tested); listed here so validating a config imports no
 # video or detection code.
 REAL_DATASETS = ("oulu_npu", "casia_fasd", "replay_attack", "msu_mfsd", "celeba_spoof")
@@ -78,7 +79,9 @@ def common_config(method: str) -> ml_collections.ConfigDict:
     # "decoded": every image decoded once into a memory-mapped uint8 file beside the prepared
     # dataset (dtda_jax/data/frame_store.py; disk = frames x H x W x 3 bytes), then read as
     # row copies; "encoded": the stored PNG/JPEG bytes decoded at every read (no extra disk,
-    # ~700 images/s per core at 256 px). Results are the same.
+    # ~700 images/s per core at 256 px); "device": the training frames copied once onto
+    # every device, batches gathered there (dtda_jax/data/device_frames.py; for GPUs, where
+    # the host's memory bandwidth would otherwise set the pace). Results are the same.
     d.frame_store = "decoded"
 
     # --- loop (the reported model's stage; other stages have their own step counts) --------
@@ -137,8 +140,8 @@ def validate_common(c: ml_collections.ConfigDict) -> None:
                 f"{d.target_domain!r} is also a source domain; a cross-domain protocol holds it out.")
     require(d.samples_per_group >= 1, "data.samples_per_group", f"must be >= 1, got {d.samples_per_group}.")
     require(d.eval_batch_size >= 1, "data.eval_batch_size", f"must be >= 1, got {d.eval_batch_size}.")
-    require(d.frame_store in ("decoded", "encoded"), "data.frame_store",
-            f"must be 'decoded' or 'encoded', got {d.frame_store!r}.")
+    require(d.frame_store in FRAME_STORES, "data.frame_store",
+            f"must be one of {FRAME_STORES}, got {d.frame_store!r}.")
     require(0.0 <= d.augment_crop_padding < 0.5, "data.augment_crop_padding",
             f"must be in [0, 0.5), got {d.augment_crop_padding}.")
     require(len(d.source_splits) > 0 and len(d.target_splits) > 0, "data.source_splits/target_splits",

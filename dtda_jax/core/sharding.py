@@ -58,9 +58,11 @@ def to_host(array: jax.Array) -> np.ndarray:
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-    """Process-local numpy batch -> global arrays sharded over the data axis."""
+    """Process-local numpy batch -> global arrays sharded over the data axis (arrays that
+    already are global, e.g. images gathered on the devices, pass as they are)."""
     sharding = batch_sharded(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+    return {k: v if isinstance(v, jax.Array) else jax.make_array_from_process_local_data(sharding, v)
+            for k, v in batch.items()}
 
 
 def check_batch_divisible(global_batch: int, mesh, field: str) -> None:

@@ -349,28 +349,31 @@ class BalancedBatches:
     crop_padding: float
     process_index: int = 0
     process_count: int = 1
+    frames_on_device: bool = False  # "frame" positions instead of "image" (device_frames.py)
 
     @property
     def global_batch_size(self) -> int:
         return len(self.groups) * self.samples_per_group
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        """The un-augmented uint8 images of the step's frames with their flip/crop draws
-        (applied in the jitted step, see augmentation.py), labels and domains."""
+        """The un-augmented uint8 images of the step's frames (or their positions) with their
+        flip/crop draws (applied in the jitted step, see augmentation.py), labels and domains."""
         positions = balanced_batch_positions(self.groups, self.samples_per_group, self.seed, step)
         rows = process_slice(positions.size, self.process_index, self.process_count)
         positions = positions[rows]
-        images = self.frames.read_images(positions)
+        batch = {"label": self.frames.label[positions].astype(np.int32),
+                 "domain": self.frames.domain[positions].astype(np.int32)}
+        if self.frames_on_device:
+            batch["frame"] = positions.astype(np.int32)
+            image_size = self.frames.read_images(positions[:1]).shape[1]
+        else:
+            batch["image"] = self.frames.read_images(positions)
+            image_size = batch["image"].shape[1]
         # Drawn for the global batch, so that a frame's crop and flip do not depend on how
         # many processes share the batch.
-        pad = augmentation.pad_pixels(self.crop_padding, images.shape[1])
+        pad = augmentation.pad_pixels(self.crop_padding, image_size)
         draws = augmentation.draws(self.seed, step, self.global_batch_size, self.flip, pad)
-        return {
-            "image": images,
-            "label": self.frames.label[positions].astype(np.int32),
-            "domain": self.frames.domain[positions].astype(np.int32),
-            **{k: v[rows] for k, v in draws.items()},
-        }
+        return {**batch, **{k: v[rows] for k, v in draws.items()}}
 
 
 def step_batches(batch_of_step, num_steps: int, num_threads: int | None = None) -> grain.DatasetIterator:
@@ -387,12 +390,12 @@ def step_batches(batch_of_step, num_steps: int, num_threads: int | None = None) 
 
 def balanced_train_iterator(frames: FrameSet, domain_names: Sequence[str], num_domains: int,
                             samples_per_group: int, seed: int, num_steps: int, *, flip: bool,
-                            crop_padding: float, process_index: int = 0,
-                            process_count: int = 1) -> grain.DatasetIterator:
+                            crop_padding: float, process_index: int = 0, process_count: int = 1,
+                            frames_on_device: bool = False) -> grain.DatasetIterator:
     """A checkpointable grain iterator over the balanced batches of steps 0..num_steps-1."""
     groups = tuple(group_members(frames, num_domains, domain_names))
     batch_fn = BalancedBatches(frames, groups, samples_per_group, seed, flip, crop_padding,
-                               process_index, process_count)
+                               process_index, process_count, frames_on_device)
     if batch_fn.global_batch_size % process_count:
         raise DataError(f"Global batch {batch_fn.global_batch_size} is not divisible by "
                         f"{process_count} processes; change data.samples_per_group.")

@@ -15,6 +15,7 @@ from dtda_jax.core.loop import Stage, StopAt, run_stage
 from dtda_jax.core.sharding import check_batch_divisible
 from dtda_jax.core.state import TrainState
 from dtda_jax.data import pipeline
+from dtda_jax.data.device_frames import DeviceFrameBatches
 from dtda_jax.evaluation.fas import EvalSettings, FasEvaluator
 from dtda_jax.inference.scoring import jit_live_probability
 
@@ -40,10 +41,12 @@ class RunContext:
         """Balanced (domain x live/spoof) training batches of the source domains, with the
         config's augmentation, this process's share of each global batch."""
         d, p = self.config.data, self.protocol
-        return pipeline.balanced_train_iterator(
+        on_device = d.frame_store == "device"
+        batches = pipeline.balanced_train_iterator(
             p.train, p.domain_names, p.num_source_domains, samples_per_group, seed=seed,
             num_steps=num_steps, flip=d.augment_flip, crop_padding=d.augment_crop_padding,
-            process_index=jax.process_index(), process_count=jax.process_count())
+            process_index=jax.process_index(), process_count=jax.process_count(), frames_on_device=on_device)
+        return DeviceFrameBatches(batches, p.train, self.mesh) if on_device else batches
 
     def stage(self, name: str, num_steps: int, global_batch: int, nan_advice: str) -> Stage:
         t = self.config.train
