@@ -73,3 +73,18 @@ def dtda_run(data_dir, tmp_path_factory):
 
     workdir = str(tmp_path_factory.mktemp("dtda_run") / "run")
     return workdir, train.train_and_evaluate(tiny_config(data_dir), workdir)
+
+
+# The test files that take longest (minutes of real subprocesses and compilation), slowest
+# first. pytest-xdist's loadfile hands files out in collection order, so starting these first
+# lets the other files fill in behind them and both workers finish together.
+SLOWEST_FILES = ("test_distributed.py", "test_reliability.py", "test_wiring.py", "test_train.py",
+                 "test_teacher_training.py", "test_conversion.py", "test_experiments.py", "test_kdfas.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return SLOWEST_FILES.index(name) if name in SLOWEST_FILES else len(SLOWEST_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file and among the others stays
