@@ -355,6 +355,11 @@ class BalancedBatches:
     def global_batch_size(self) -> int:
         return len(self.groups) * self.samples_per_group
 
+    @functools.cached_property
+    def _image_size(self) -> int:
+        """The frames' size, read once (batches of positions read no image)."""
+        return self.frames.read_images(self.groups[0][:1]).shape[1]
+
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         """The un-augmented uint8 images of the step's frames (or their positions) with their
         flip/crop draws (applied in the jitted step, see augmentation.py), labels and domains."""
@@ -365,7 +370,7 @@ class BalancedBatches:
                  "domain": self.frames.domain[positions].astype(np.int32)}
         if self.frames_on_device:
             batch["frame"] = positions.astype(np.int32)
-            image_size = self.frames.read_images(positions[:1]).shape[1]
+            image_size = self._image_size
         else:
             batch["image"] = self.frames.read_images(positions)
             image_size = batch["image"].shape[1]
