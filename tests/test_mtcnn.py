@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from dtda_jax.faces import crop, mtcnn
+from dtda_jax.faces import crop, mtcnn, mtcnn_nets
 from tests import real_photos, torchvision_shim
 
 torchvision_shim.install()
@@ -77,7 +77,7 @@ def torch_variables(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def weights():
-    return mtcnn.load_mtcnn_weights()
+    return mtcnn_nets.load_mtcnn_weights()
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +124,21 @@ def test_weights_equal_facenet_pytorch(weights, name):
 def test_weight_errors_name_the_problem(monkeypatch):
     import joblib
 
-    arrays = joblib.load(mtcnn.weights_dir() / "pnet.lz4")
+    arrays = joblib.load(mtcnn_nets.weights_dir() / "pnet.lz4")
     with pytest.raises(ValueError, match="12 arrays, but the Flax pnet has 13"):
-        mtcnn.keras_to_flax("pnet", arrays[:-1])
+        mtcnn_nets.keras_to_flax("pnet", arrays[:-1])
     with pytest.raises(ValueError, match=r"array 3 .* conv2/kernel"):
-        mtcnn.keras_to_flax("pnet", arrays[:3] + [arrays[3].transpose(0, 1, 3, 2)] + arrays[4:])
+        mtcnn_nets.keras_to_flax("pnet", arrays[:3] + [arrays[3].transpose(0, 1, 3, 2)] + arrays[4:])
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install mtcnn==1\.0\.0"):
-        mtcnn.load_mtcnn_weights()
+        mtcnn_nets.load_mtcnn_weights()
 
 
 @pytest.mark.parametrize("name, shape", [("pnet", (2, 37, 50)), ("rnet", (5, 24, 24)),
                                          ("onet", (5, 48, 48))])
 def test_nets_match_facenet_pytorch(weights, name, shape):
     x = np.random.default_rng(0).uniform(-1, 1, (*shape, 3)).astype(np.float32)
-    module = {"pnet": mtcnn.PNet, "rnet": mtcnn.RNet, "onet": mtcnn.ONet}[name]
+    module = {"pnet": mtcnn_nets.PNet, "rnet": mtcnn_nets.RNet, "onet": mtcnn_nets.ONet}[name]
     ours = jax.jit(module().apply)(weights[name], x)
     net = getattr(facenet_pytorch, name[0].upper() + "Net")().eval()
     with torch.no_grad():
@@ -163,7 +163,7 @@ def test_pnet_on_packed_levels_equals_pnet_per_level(weights):
     for (top, left), (h, w), level in zip(corners, sizes, levels):
         canvas[:, top:top + h, left:left + w] = level
         valid[top:top + h - 2, left:left + w - 2] = True
-    pnet = jax.jit(mtcnn.PNet().apply)
+    pnet = jax.jit(mtcnn_nets.PNet().apply)
     packed = pnet(weights["pnet"], canvas, valid)
     for (top, left), (h, w), level in zip(corners, sizes, levels):
         alone = pnet(weights["pnet"], level)
@@ -247,6 +247,25 @@ def test_solvay_finds_everyone(detect):
     assert len(ours) >= 29
 
 
+def test_a_region_search_finds_the_faces_inside_as_the_whole_search(detector, detect):
+    """`region` and `min_level_face` (what the stream's tracker asks): the same boxes, scores
+    and landmarks for the faces inside, none outside, on a photo of 29 people."""
+    whole, _ = detect("solvay")
+    sides = whole.boxes[:, 2] - whole.boxes[:, 0]
+    for i in np.argsort(-sides)[:3]:  # three large faces
+        x1, y1, x2, y2 = whole.boxes[i]
+        side = max(x2 - x1, y2 - y1)
+        region = (y1 - side, y2 + side, x1 - side, x2 + side)
+        (found,) = detector.detect(photo("solvay"), min_level_face=0.5 * side, region=region)
+        j = np.argmin(np.abs(found.boxes - whole.boxes[i]).sum(axis=1))
+        np.testing.assert_allclose(found.boxes[j], whole.boxes[i], atol=1e-4)
+        np.testing.assert_allclose(found.landmarks[j], whole.landmarks[i], atol=1e-4)
+        assert found.scores[j] == pytest.approx(whole.scores[i], abs=1e-6)
+        assert 1 <= len(found) < len(whole) / 2
+        inside = (found.boxes[:, 0] >= region[2] - side) & (found.boxes[:, 2] <= region[3] + side)
+        assert inside.all()
+
+
 def test_batches_equal_single_images(detector, detect):
     astronaut = photo("astronaut")
     mirrored = np.ascontiguousarray(astronaut[:, ::-1])
@@ -277,7 +296,7 @@ def test_no_faces_and_bad_inputs(detector):
     with pytest.raises(ValueError, match="uint8 RGB"):
         detector.detect([np.zeros((32, 32), np.uint8)])
     with pytest.raises(ValueError, match="scale_factor"):
-        mtcnn.MTCNN(scale_factor=1.2, variables=detector.variables)
+        mtcnn.MTCNN(scale_factor=1.2, nets=detector.nets)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ landmarks match that reference (tests/test_mtcnn.py measures how closely):
 3. O-Net on 48x48 crops: threshold, landmarks, box regression, NMS 0.7 over the smaller
    box's area ("Min").
 
-The networks run jitted, on few shapes so that few programs compile: P-Net once per batch of
+The networks (`mtcnn_nets`: Flax, jitted; or their ONNX export) run on few shapes, so that
+few programs compile: P-Net once per batch of
 equal-size images, on a canvas holding every pyramid level side by side (its size rounded up,
 see `pack_levels`); R-Net and O-Net on all crops of a batch, padded to a power of two.
 Everything with data-dependent sizes runs in numpy: resampling, proposals, NMS, box
@@ -27,20 +28,11 @@ exclusive). It is computed from a uint32 integral image, so the window sums are 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.util
-import pathlib
-from typing import Any, Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dtda_jax.core import xla_cpu
-from dtda_jax.models.layers import PReLU, conv
 
-WEIGHTS_REQUIREMENT = "mtcnn==1.0.0"
 PNET_CELL = 12  # P-Net window side, pixels of a pyramid level
 PNET_STRIDE = 2
 # R-Net and O-Net run on chunks of at most MAX_BATCH crops, each padded to a power of two
@@ -51,204 +43,19 @@ CANVAS_QUANTUM = 32  # P-Net canvas sides are multiples of this (shared compiled
 # Largest image whose integral image fits uint32 (every window sum of uint8 pixels is exact).
 MAX_PIXELS = (2**32 - 1) // 255
 
-Variables = dict[str, Any]
 
+class Nets(NamedTuple):
+    """The three networks as the cascade calls them, their weights bound: jitted Flax
+    (`mtcnn_nets.jax_nets`) or ONNX Runtime sessions (`deploy.runtime`).
 
-# ============================================================================================
-# Networks
-# ============================================================================================
-
-
-def _max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
-    """``torch.nn.MaxPool2d(window, stride, ceil_mode=True)`` on NHWC input.
-
-    Ceil mode keeps a last, partial window (the original Caffe pooling); its missing part is
-    -inf so it never wins. For the sizes MTCNN uses this equals Keras' ``padding="same"``.
+    pnet(canvas (N, H, W, 3), valid (H - 2, W - 2) bool) -> (offsets, face probabilities);
+    rnet(crops (K, 24, 24, 3)) -> (offsets, probs); onet(crops (K, 48, 48, 3)) -> (offsets,
+    landmarks, probs). Inputs are float32, normalised as ``(x - 127.5) / 128``.
     """
 
-    def extra(size: int) -> int:
-        windows = -(-(size - window) // stride) + 1
-        return (windows - 1) * stride + window - size
-
-    _, h, w, _ = x.shape
-    return jax.lax.reduce_window(
-        x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1),
-        ((0, 0), (0, extra(h)), (0, extra(w)), (0, 0)))
-
-
-def _conv_prelu(x: jax.Array, features: int, kernel: int, index: int) -> jax.Array:
-    x = conv(features, kernel, use_bias=True, name=f"conv{index}")(x)
-    return PReLU(name=f"prelu{index}")(x)
-
-
-def _flatten_wh(x: jax.Array) -> jax.Array:
-    """Flattens NHWC features in (W, H, C) order.
-
-    The original Caffe nets flatten column-major; the dense weights (in the Keras and the
-    facenet-pytorch files alike) expect that order, not Flax's natural (H, W, C).
-    """
-    return x.transpose(0, 2, 1, 3).reshape(x.shape[0], -1)
-
-
-def _check_input(name: str, x: jax.Array, size: int) -> None:
-    if x.ndim != 4 or x.shape[1:] != (size, size, 3):
-        raise ValueError(f"{name} expects NHWC input (N, {size}, {size}, 3), got {x.shape}")
-
-
-class PNet(nn.Module):
-    """Proposal net: a face probability and box offsets for every 12x12 window, stride 2.
-
-    Input: NHWC, normalised as ``(x - 127.5) / 128``, any size >= 12. Returns
-    ``(offsets (N, h, w, 4), probs (N, h, w, 2))`` with ``h = ceil((H - 2) / 2) - 4`` (same
-    for w); ``probs[..., 1]`` is the face probability.
-
-    `valid`, optional bool (H - 2, W - 2), marks the first conv's outputs that belong to an
-    image when several (pyramid levels) are packed into one canvas at even offsets. The
-    others are set to -inf before pooling, so every image gets its own ceil-mode border and
-    the outputs of windows inside an image equal those of that image alone (outside them
-    they are meaningless, possibly NaN).
-    """
-
-    @nn.compact
-    def __call__(self, x: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        x = _conv_prelu(x, 10, 3, 1)
-        if valid is not None:
-            x = jnp.where(valid[None, :, :, None], x, -jnp.inf)
-        x = _conv_prelu(_conv_prelu(_max_pool_ceil(x, 2, 2), 16, 3, 2), 32, 3, 3)
-        offsets = conv(4, 1, use_bias=True, name="box")(x)
-        probs = nn.softmax(conv(2, 1, use_bias=True, name="score")(x))
-        return offsets, probs
-
-
-class RNet(nn.Module):
-    """Refinement net on 24x24 crops: ``(offsets (N, 4), probs (N, 2))``."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        _check_input("RNet", x, 24)
-        x = _max_pool_ceil(_conv_prelu(x, 28, 3, 1), 3, 2)
-        x = _max_pool_ceil(_conv_prelu(x, 48, 3, 2), 3, 2)
-        x = _flatten_wh(_conv_prelu(x, 64, 2, 3))
-        x = PReLU(name="prelu4")(nn.Dense(128, name="dense4")(x))
-        offsets = nn.Dense(4, name="box")(x)
-        probs = nn.softmax(nn.Dense(2, name="score")(x))
-        return offsets, probs
-
-
-class ONet(nn.Module):
-    """Output net on 48x48 crops: ``(offsets (N, 4), landmarks (N, 10), probs (N, 2))``.
-
-    Landmarks are relative to the crop: five x then five y, in [0, 1].
-    """
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        _check_input("ONet", x, 48)
-        x = _max_pool_ceil(_conv_prelu(x, 32, 3, 1), 3, 2)
-        x = _max_pool_ceil(_conv_prelu(x, 64, 3, 2), 3, 2)
-        x = _max_pool_ceil(_conv_prelu(x, 64, 3, 3), 2, 2)
-        x = _flatten_wh(_conv_prelu(x, 128, 2, 4))
-        x = PReLU(name="prelu5")(nn.Dense(256, name="dense5")(x))
-        offsets = nn.Dense(4, name="box")(x)
-        landmarks = nn.Dense(10, name="landmarks")(x)
-        probs = nn.softmax(nn.Dense(2, name="score")(x))
-        return offsets, landmarks, probs
-
-
-# ============================================================================================
-# Weights
-# ============================================================================================
-
-# name -> (module, input side used to build the parameter template)
-NETS = {"pnet": (PNet, PNET_CELL), "rnet": (RNet, 24), "onet": (ONet, 48)}
-
-# Layer order of the Keras models of the `mtcnn` package, i.e. the order of the arrays in its
-# weight files. Convs and denses hold kernel then bias, PReLUs one slope array. (The heads'
-# order differs from facenet-pytorch's, whose first head is the score.)
-KERAS_LAYER_ORDER = {
-    "pnet": ("conv1", "prelu1", "conv2", "prelu2", "conv3", "prelu3", "box", "score"),
-    "rnet": ("conv1", "prelu1", "conv2", "prelu2", "conv3", "prelu3", "dense4", "prelu4",
-             "box", "score"),
-    "onet": ("conv1", "prelu1", "conv2", "prelu2", "conv3", "prelu3", "conv4", "prelu4",
-             "dense5", "prelu5", "box", "landmarks", "score"),
-}
-
-
-def weights_dir() -> pathlib.Path:
-    """The weight files' folder in the installed `mtcnn` package (which is not imported:
-    its ``__init__`` needs TensorFlow)."""
-    spec = importlib.util.find_spec("mtcnn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"The MTCNN weights come from the PyPI package {WEIGHTS_REQUIREMENT} "
-            f"(TensorFlow is not needed): pip install {WEIGHTS_REQUIREMENT}")
-    return pathlib.Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights"
-
-
-def param_template(name: str) -> dict[str, dict[str, jax.ShapeDtypeStruct]]:
-    """Shapes of the Flax params of net `name` ("pnet", "rnet" or "onet"), not computed."""
-    module, side = NETS[name]
-    x = jnp.zeros((1, side, side, 3), jnp.float32)
-    return jax.eval_shape(module().init, jax.random.key(0), x)["params"]
-
-
-def keras_to_flax(name: str, arrays: Sequence[np.ndarray], source: str = "") -> Variables:
-    """Flax variables of net `name` from the Keras weight list, checking count and shapes."""
-    template = param_template(name)
-    order = KERAS_LAYER_ORDER[name]
-    if set(order) != set(template):
-        raise ValueError(f"{name}: Flax layers {sorted(template)} differ from {sorted(order)}")
-    slots = [(layer, leaf) for layer in order for leaf in ("kernel", "bias", "weight")
-             if leaf in template[layer]]
-    if len(arrays) != len(slots):
-        raise ValueError(f"{source or name}: {len(arrays)} arrays, but the Flax {name} has "
-                         f"{len(slots)} parameters")
-    params: dict[str, dict[str, np.ndarray]] = {layer: {} for layer in order}
-    for i, ((layer, leaf), array) in enumerate(zip(slots, arrays)):
-        value = np.asarray(array, np.float32)
-        if leaf == "weight":  # Keras PReLU slopes after a conv are (1, 1, C)
-            value = value.reshape(-1)
-        expected = template[layer][leaf].shape
-        if value.shape != expected:
-            raise ValueError(f"{source or name}: array {i} has shape {np.shape(array)}, but "
-                             f"{name} {layer}/{leaf} needs {expected}")
-        params[layer][leaf] = value
-    return {"params": params}
-
-
-def load_mtcnn_weights() -> dict[str, Variables]:
-    """Flax variables ``{"pnet": ..., "rnet": ..., "onet": ...}`` from the `mtcnn` package."""
-    import joblib  # a dependency of the mtcnn package
-
-    directory = weights_dir()
-    variables = {}
-    for name in NETS:
-        path = directory / f"{name}.lz4"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; reinstall: pip install "
-                                    f"--force-reinstall {WEIGHTS_REQUIREMENT}")
-        variables[name] = keras_to_flax(name, joblib.load(path), source=str(path))
-    return variables
-
-
-# ============================================================================================
-# Jitted nets, numpy resampling
-# ============================================================================================
-
-
-def _pnet_apply(variables, canvas, valid):
-    """P-Net on a canvas of packed pyramid levels: box offsets and face probabilities."""
-    offsets, probs = PNet().apply(variables, canvas, valid)
-    return offsets, probs[..., 1]
-
-
-@functools.cache
-def _jitted_nets() -> tuple[Callable, Callable, Callable]:
-    """P-, R- and O-Net jitted with the face-detection CPU options (dtda_jax/xla_cpu.py); built
-    on first use, once the backend is known."""
-    options = xla_cpu.compiler_options(xla_cpu.FACE_DETECTION)
-    return tuple(jax.jit(f, compiler_options=options)
-                 for f in (_pnet_apply, RNet().apply, ONet().apply))
+    pnet: Callable
+    rnet: Callable
+    onet: Callable
 
 
 def integral_image(images: np.ndarray) -> np.ndarray:
@@ -275,10 +82,13 @@ def _normalised_means(sums: np.ndarray, area: np.ndarray) -> np.ndarray:
     return means
 
 
-def resample_images(integral: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Every image area-resampled to height x width, normalised: float32 (N, height, width, C)."""
-    y0, y1 = area_bins(integral.shape[1] - 1, height)
-    x0, x1 = area_bins(integral.shape[2] - 1, width)
+def resample_images(integral: np.ndarray, height: int, width: int,
+                    window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Every image area-resampled to height x width, normalised: float32 (N, height, width, C);
+    or only the rows r0:r1 and columns c0:c1 of that, `window = (r0, r1, c0, c1)`."""
+    r0, r1, c0, c1 = window or (0, height, 0, width)
+    y0, y1 = (b[r0:r1] for b in area_bins(integral.shape[1] - 1, height))
+    x0, x1 = (b[c0:c1] for b in area_bins(integral.shape[2] - 1, width))
     rows = np.take(integral, y1, axis=1) - np.take(integral, y0, axis=1)
     sums = np.take(rows, x1, axis=2) - np.take(rows, x0, axis=2)
     return _normalised_means(sums, (y1 - y0)[:, None] * (x1 - x0))
@@ -298,9 +108,9 @@ def resample_crops(integral: np.ndarray, image: np.ndarray, y0: np.ndarray, y1: 
     return _normalised_means(sums, (bottom - top)[:, :, None] * (right - left)[:, None, :])
 
 
-def run_on_crops(net: Callable, variables: Variables, integral: np.ndarray, image: np.ndarray,
+def run_on_crops(net: Callable, integral: np.ndarray, image: np.ndarray,
                  boxes: np.ndarray, size: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """`net` (jitted R-Net or O-Net ``apply``) on the size x size crops of `boxes`.
+    """`net` (R-Net or O-Net, `Nets`) on the size x size crops of `boxes`.
 
     The crops run in chunks of MAX_BATCH, each padded to a power of two. Returns the net's
     outputs (numpy, a row per box) and which crops were non-empty (the outputs of empty ones
@@ -315,7 +125,7 @@ def run_on_crops(net: Callable, variables: Variables, integral: np.ndarray, imag
     for start in range(0, len(crops), MAX_BATCH):  # all chunks dispatched before any wait
         chunk = crops[start:start + MAX_BATCH]
         padding = max(MIN_BATCH, 1 << (len(chunk) - 1).bit_length()) - len(chunk)
-        chunks.append(net(variables, np.pad(chunk, ((0, padding), (0, 0), (0, 0), (0, 0)))))
+        chunks.append(net(np.pad(chunk, ((0, padding), (0, 0), (0, 0), (0, 0)))))
     outputs = [np.concatenate([np.asarray(o) for o in parts])[:len(crops)]
                for parts in zip(*chunks)]
     return outputs, valid
@@ -373,14 +183,30 @@ def area_bins(size_in, size_out: int) -> tuple[np.ndarray, np.ndarray]:
     return (k * n // size_out).astype(np.int32), (-(-(k + 1) * n // size_out)).astype(np.int32)
 
 
-def proposals(offsets: np.ndarray, probs: np.ndarray, scale: float, threshold: float):
+def level_window(start: float, stop: float, scale: float, size: int) -> tuple[int, int]:
+    """The rows (or columns) [a, b) of a pyramid level of `size` pixels that cover the image's
+    [start, stop) at `scale`. `a` is even, so P-Net's stride-2 windows on the crop are the
+    level's own; `b - a` is even unless `b` is the level's edge, so the crop's ceil-mode
+    pooling border falls where the level's does or nowhere: every window of the crop then
+    scores as on the whole level."""
+    a = min(max(int(start * scale), 0), size) // 2 * 2
+    b = min(max(int(np.ceil(stop * scale)), a), size)
+    if (b - a) % 2 and b < size:
+        b += 1
+    return a, b
+
+
+def proposals(offsets: np.ndarray, probs: np.ndarray, scale: float, threshold: float,
+              origin: tuple[int, int] = (0, 0)):
     """P-Net windows with face probability >= threshold, in image pixels.
 
-    Returns ``(image (K,), boxes (K, 4), scores (K,), offsets (K, 4))``; the windows are
-    ordered by image, row, column and their corners floored as in facenet-pytorch.
+    `origin` is the (row, column) of the scored crop in its pyramid level. Returns ``(image
+    (K,), boxes (K, 4), scores (K,), offsets (K, 4))``; the windows are ordered by image,
+    row, column and their corners floored as in facenet-pytorch.
     """
     image, y, x = np.nonzero(probs >= threshold)
     corner = PNET_STRIDE * np.stack([x, y], axis=1).astype(np.float32)
+    corner += np.array([origin[1], origin[0]], np.float32)
     scale = np.float32(scale)
     boxes = np.concatenate([np.floor((corner + 1) / scale),
                             np.floor((corner + PNET_CELL) / scale)], axis=1)
@@ -521,11 +347,12 @@ class MTCNN:
       min_face_size: smallest face side searched for, in pixels (sets the pyramid's top scale).
       thresholds: face probability thresholds of P-Net, R-Net and O-Net.
       scale_factor: ratio of successive pyramid levels.
-      variables: ``load_mtcnn_weights()``'s result; loaded when not given.
+      variables: ``mtcnn_nets.load_mtcnn_weights()``'s result; loaded when not given.
+      nets: the networks to run (`Nets`); by default the jitted Flax nets with `variables`.
     """
 
     def __init__(self, min_face_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-                 scale_factor: float = 0.709, variables: dict[str, Variables] | None = None):
+                 scale_factor: float = 0.709, variables: dict | None = None, nets: Nets | None = None):
         if min_face_size <= 0:
             raise ValueError(f"min_face_size must be > 0, got {min_face_size}")
         if len(thresholds) != 3:
@@ -535,11 +362,23 @@ class MTCNN:
         self.min_face_size = min_face_size
         self.thresholds = tuple(float(t) for t in thresholds)
         self.scale_factor = scale_factor
-        self.variables = load_mtcnn_weights() if variables is None else variables
+        if nets is None:
+            from dtda_jax.faces import mtcnn_nets
 
-    def detect(self, images) -> list[FaceDetections]:
+            nets = mtcnn_nets.jax_nets(variables)
+        self.nets = nets
+
+    def detect(self, images, min_level_face: float | None = None,
+               region: tuple[float, float, float, float] | None = None) -> list[FaceDetections]:
         """Faces in uint8 RGB images: an (N, H, W, 3) array, one (H, W, 3) image, or a list of
-        images of any sizes (images of equal size run as one batch)."""
+        images of any sizes (images of equal size run as one batch).
+
+        A tracker that knows where a face was searches near it only, at a fraction of the
+        cost: `region = (y0, y1, x0, x1)` proposes only P-Net windows inside those image
+        pixels, and `min_level_face` skips the pyramid levels made for faces smaller than it.
+        Both keep the levels, their pixels and their windows' scores as they are without
+        them (R-Net and O-Net see the same crops), so a face inside the region gets the box
+        the whole search gives unless a box outside changed the non-maximum suppressions."""
         images = _as_image_list(images)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
@@ -547,38 +386,50 @@ class MTCNN:
         results: list[FaceDetections | None] = [None] * len(images)
         for indices in groups.values():
             batch = np.stack([images[i] for i in indices])
-            for i, faces in zip(indices, self._detect_batch(batch)):
+            for i, faces in zip(indices, self._detect_batch(batch, min_level_face, region)):
                 results[i] = faces
         return results
 
-    def _detect_batch(self, images: np.ndarray) -> list[FaceDetections]:
+    def _detect_batch(self, images: np.ndarray, min_level_face=None, region=None) -> list[FaceDetections]:
         n, height, width, _ = images.shape
         integral = integral_image(images)
-        image, boxes = self._propose(integral, height, width)
+        image, boxes = self._propose(integral, height, width, min_level_face, region)
         image, boxes = self._refine(integral, image, boxes)
         image, boxes, scores, landmarks = self._output(integral, image, boxes)
         return [FaceDetections(boxes[image == i], scores[image == i], landmarks[image == i])
                 for i in range(n)]
 
-    def _propose(self, integral, height, width):
-        """Stage 1: P-Net proposals over the pyramid, merged, regressed and squared."""
+    def _propose(self, integral, height, width, min_level_face=None, region=None):
+        """Stage 1: P-Net proposals over the pyramid (or the crops of its levels that cover
+        `region`), merged, regressed and squared."""
         scales = pyramid_scales(height, width, self.min_face_size, self.scale_factor)
-        if not scales:  # image smaller than the smallest face
+        if min_level_face is not None:  # a level of scale s is for faces from 12 / s px up
+            scales = [s for s in scales if PNET_CELL / s >= min_level_face]
+        levels = []  # (scale, level size, the crop of it scored: r0, r1, c0, c1)
+        for scale in scales:
+            h, w = int(height * scale + 1), int(width * scale + 1)
+            if region is None:
+                crop = (0, h, 0, w)
+            else:
+                crop = (*level_window(region[0], region[1], scale, h), *level_window(region[2], region[3], scale, w))
+            if min(crop[1] - crop[0], crop[3] - crop[2]) >= PNET_CELL:
+                levels.append((scale, (h, w), crop))
+        if not levels:  # image (region) smaller than the smallest face
             return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
-        sizes = [(int(height * scale + 1), int(width * scale + 1)) for scale in scales]
+        sizes = [(r1 - r0, c1 - c0) for _, _, (r0, r1, c0, c1) in levels]
         corners, canvas_size = pack_levels(sizes)
         canvas = np.zeros((len(integral), *canvas_size, 3), np.float32)
         valid = np.zeros((canvas_size[0] - 2, canvas_size[1] - 2), bool)
-        for (top, left), (h, w) in zip(corners, sizes):
-            canvas[:, top:top + h, left:left + w] = resample_images(integral, h, w)
+        for (top, left), (h, w), (_, level, crop) in zip(corners, sizes, levels):
+            canvas[:, top:top + h, left:left + w] = resample_images(integral, *level, crop)
             valid[top:top + h - 2, left:left + w - 2] = True
-        offsets, probs = (np.asarray(a) for a in _jitted_nets()[0](self.variables["pnet"], canvas, valid))
+        offsets, probs = (np.asarray(a) for a in self.nets.pnet(canvas, valid))
         found = [np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                  np.zeros((0, 4), np.float32)]
-        for scale, (top, left), (h, w) in zip(scales, corners, sizes):
+        for (top, left), (h, w), (scale, _, crop) in zip(corners, sizes, levels):
             window = (slice(None), slice(top // 2, top // 2 + pnet_output_size(h)),
                       slice(left // 2, left // 2 + pnet_output_size(w)))
-            level = proposals(offsets[window], probs[window], scale, self.thresholds[0])
+            level = proposals(offsets[window], probs[window], scale, self.thresholds[0], (crop[0], crop[2]))
             keep = nms_per_image(*level[:3], 0.5)
             found = [np.concatenate([a, b[keep]]) for a, b in zip(found, level)]
         image, boxes, scores, offsets = found
@@ -589,8 +440,7 @@ class MTCNN:
         """Stage 2: R-Net on 24x24 crops, threshold, NMS, regression, squaring."""
         if not len(boxes):
             return image, boxes
-        (offsets, probs), valid = run_on_crops(_jitted_nets()[1], self.variables["rnet"], integral, image,
-                                               boxes, 24)
+        (offsets, probs), valid = run_on_crops(self.nets.rnet, integral, image, boxes, 24)
         scores = probs[:, 1]
         keep = np.flatnonzero(valid & (scores > self.thresholds[1]))
         keep = keep[nms_per_image(image[keep], boxes[keep], scores[keep], 0.7)]
@@ -600,8 +450,8 @@ class MTCNN:
         """Stage 3: O-Net on 48x48 crops, threshold, landmarks, regression, 'Min' NMS."""
         if not len(boxes):
             return image, boxes, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        (offsets, points, probs), valid = run_on_crops(_jitted_nets()[2], self.variables["onet"], integral,
-                                                       image, boxes, 48)
+        (offsets, points, probs), valid = run_on_crops(self.nets.onet, integral, image,
+                                                       boxes, 48)
         scores = probs[:, 1]
         keep = np.flatnonzero(valid & (scores > self.thresholds[2]))
         image, boxes, scores, offsets, points = (
