@@ -1,6 +1,6 @@
 """The package's layering (docs/architecture.md), read from the source: the library core imports
-no method, no method imports another, configs load without jax, and nothing outside the
-methods dispatches on a method's name."""
+no method, no method imports another, configs and a bundle's scoring path load without jax,
+and nothing outside the methods dispatches on a method's name."""
 
 import ast
 import os
@@ -31,7 +31,7 @@ def files_under(folder: str) -> list[pathlib.Path]:
 
 
 @pytest.mark.parametrize("folder", ["core", "config", "data", "models", "faces", "weights", "evaluation",
-                                    "inference", "teachers"])
+                                    "inference", "teachers", "deploy"])
 def test_library_packages_import_no_method(folder):
     """Only the registry's lookups reach a method (dtda_jax.methods.config_module /
     training_module), never an import of a method's code."""
@@ -73,6 +73,19 @@ def test_configs_and_their_validation_load_without_jax():
               "from dtda_jax import config\n"
               "for path in glob.glob('configs/*.py'):\n"
               "    config.validate_config(config.load_config_file(path, *(['high'] if 'p2' in path else [])))\n"
+              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax', 'orbax'))\n"
+              "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_bundles_scoring_path_loads_without_jax():
+    """`predict --bundle` and `--stream` run with numpy, OpenCV and ONNX Runtime alone."""
+    script = ("import sys\n"
+              "from dtda_jax.inference import predict, stream\n"
+              "from dtda_jax.deploy import runtime, operating_point\n"
+              "from dtda_jax.faces import mtcnn, crop\n"
               "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax', 'orbax'))\n"
               "print(heavy)\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True,

@@ -15,6 +15,7 @@ from dtda_jax import train
 from dtda_jax.analysis import experiments, figures
 from dtda_jax.core.sharding import make_mesh
 from dtda_jax.core.state import image_model_init, init_state, parameter_count, rng_key
+from dtda_jax.deploy import export, runtime
 from dtda_jax.inference import predict
 from dtda_jax.inference.scoring import live_probability
 from dtda_jax.methods.kdfas import config as kdfas_config
@@ -216,6 +217,11 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
                                 model=stages.make_vit(config.kdfas.student, "float32"))
     np.testing.assert_allclose(predict.score_crops(loaded.score_fn, loaded.variables, crops, 4), expected,
                                rtol=1e-5, atol=1e-6)
+    # ... and its student exports: ONNX Runtime gives the same scores.
+    export.export_bundle(str(tmp_path / "kdfas"), str(tmp_path / "bundle"), log=lambda line: None)
+    bundle = runtime.open_bundle(str(tmp_path / "bundle"))
+    assert bundle.manifest["model"]["architecture"] == "KDFAS ViT student (2 blocks, width 8, patch 8)"
+    np.testing.assert_allclose(bundle.score(crops), expected, rtol=1e-5, atol=1e-7)
     with pytest.raises(predict.PredictError, match="teacher-alone run"):
         predict.load_run(str(tmp_path / "t"))
     with pytest.raises(ValueError, match="t-SNE and Grad-CAM read DTDA's"):

@@ -147,11 +147,14 @@ def test_best_and_latest_checkpoints(run, run_dir, media, reference, tmp_path):
     for loaded, stage in ((run, "student_best"), (latest, "student")):
         np.testing.assert_allclose(predict.score_crops(loaded.score_fn, loaded.variables, crops, 4),
                                    reference[stage](crops), rtol=1e-5, atol=1e-6)
-    # Each checkpoint's threshold is the one its own evaluation used for the HTER.
+    # Each checkpoint's threshold is the source-val EER of its own evaluation, not the target's.
     with open(os.path.join(run_dir, "results.json")) as f:
         by_selection = json.load(f)["by_selection"]
-    assert predict.default_threshold(run)[0] == by_selection["best_on_target"]["threshold"]
-    assert predict.default_threshold(latest)[0] == by_selection["last"]["threshold"]
+    for loaded, selection in ((run, "best_on_target"), (latest, "last")):
+        threshold, origin = predict.default_threshold(loaded)
+        assert threshold == by_selection[selection]["deploy_threshold"] != by_selection[selection]["threshold"]
+        assert by_selection[selection]["threshold_policy"] == "target_eer"
+        assert origin.startswith(f"operating point eer chosen on source-val (step {loaded.step})")
     # A checkpoint directory names the run and the checkpoint.
     assert predict.load_run(os.path.join(run_dir, "checkpoints", "student")).step == 4
     # Without a best checkpoint, auto falls back to latest; asking for best says what to do.

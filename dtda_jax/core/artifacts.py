@@ -64,6 +64,7 @@ def write_directory_atomically(path: str, fill: Callable[[str], None]) -> None:
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
     try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the directory from other users
         fill(staging)
         os.rename(staging, path)
     except BaseException:

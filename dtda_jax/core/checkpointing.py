@@ -51,11 +51,10 @@ class StageCheckpoints:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=True,
             cleanup_tmp_directories=True, enable_async_checkpointing=False)
-        handlers = {"state": ocp.StandardCheckpointHandler()}
-        if with_data:
-            handlers["data"] = grain.checkpoint.CheckpointHandler()
-        # Naming the items' handlers lets orbax read a step's metadata without warning that it
+        # Naming the items' handlers (the data item's too when it is not restored, as predict and
+        # export read a training checkpoint) lets orbax read a step without warning that it
         # "could not restore" them.
+        handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:

@@ -41,6 +41,8 @@ __all__ = [
     "error_rates",
     "tpr_at_fpr",
     "select_threshold",
+    "parse_operating_point",
+    "operating_threshold",
     "evaluate",
 ]
 
@@ -367,6 +369,64 @@ def select_threshold(
     return _check_threshold(fixed_threshold, "fixed_threshold")
 
 
+# --------------------------------------------------------------------------------------------------
+# Operating points: a deployment threshold chosen on held-out source data
+# --------------------------------------------------------------------------------------------------
+
+OPERATING_POINTS = ("eer", "bpcer=X%", "apcer=X%", "fixed=T")
+
+
+def parse_operating_point(spec: str) -> tuple[str, float | None]:
+    """``"eer"`` -> ("eer", None); ``"bpcer=5%"`` -> ("bpcer", 0.05); ``"apcer=1%"`` ->
+    ("apcer", 0.01); ``"fixed=0.5"`` -> ("fixed", 0.5). Rates are given in percent."""
+    text = str(spec).strip().lower()
+    if text == "eer":
+        return "eer", None
+    name, _, value = text.partition("=")
+    try:
+        if name in ("bpcer", "apcer") and value.endswith("%"):
+            rate = float(value[:-1]) / 100.0
+            if 0.0 <= rate < 1.0:
+                return name, rate
+        elif name == "fixed":
+            return "fixed", _check_threshold(float(value))
+    except ValueError:
+        pass
+    raise ValueError(f"operating point must be one of {', '.join(OPERATING_POINTS)} (e.g. eer, "
+                     f"bpcer=5%, apcer=1%, fixed=0.5; rates in percent, below 100%), got {spec!r}")
+
+
+def operating_threshold(labels: Any, scores: Any, spec: str) -> float:
+    """The threshold of operating point `spec` (:func:`parse_operating_point`) on these scores.
+
+    * ``eer``: the EER threshold (:func:`equal_error_rate`).
+    * ``bpcer=X%``: at most X% of the live samples rejected, and as many attacks as possible:
+      the live score below which the allowed number of live samples lies.
+    * ``apcer=X%``: at most X% of the attacks accepted, and as few live samples rejected as
+      possible: halfway from the highest attack score that must be rejected to the next score
+      above it (a score itself would accept that attack).
+    * ``fixed=T``: T.
+    The rate a threshold gives on these scores is at most X% by construction (ties included),
+    also when the scores are compared in float32.
+    """
+    kind, value = parse_operating_point(spec)
+    if kind == "fixed":
+        return float(value)
+    y, s = _check_binary(labels, scores)
+    if kind == "eer":
+        return equal_error_rate(y, s)[1]
+    if kind == "bpcer":  # live with score < t are rejected; at most floor(X * n) of them may be
+        live = np.sort(s[y == 1])
+        return float(live[int(math.floor(value * len(live) + 1e-9))])
+    spoof = np.sort(s[y == 0])[::-1]  # spoofs with score >= t are accepted
+    rejected = spoof[int(math.floor(value * len(spoof) + 1e-9))]  # the highest that must be
+    above = s[s > rejected]
+    if not len(above):
+        return float(np.nextafter(np.float32(rejected), np.float32(np.inf)))
+    t = (float(rejected) + float(above.min())) / 2
+    return t if np.float32(t) > np.float32(rejected) else float(above.min())
+
+
 def _tpr_key(target: float) -> str:
     return f"tpr@fpr={target:g}"
 
@@ -387,6 +447,10 @@ def evaluate(
     different policies are not comparable); ``hter``, ``apcer``, ``bpcer``, ``acer``, ``far``, ``frr``
     at that threshold; ``tpr@fpr=<t>`` for each of ``fpr_targets``; ``num_live``, ``num_spoof``.
     Rates are fractions in [0, 1] (multiply by 100 for the papers' percentages).
+
+    With ``source_val``, also the deployable figures whatever the policy: ``deploy_threshold``
+    (the source-val EER threshold, chosen without target labels) and the target's
+    ``deploy_apcer``, ``deploy_bpcer``, ``deploy_acer`` at it.
     """
     y, s = _check_binary(labels, scores)
     if threshold_policy not in THRESHOLD_POLICIES:
@@ -418,4 +482,9 @@ def evaluate(
         out[_tpr_key(float(t))] = tpr_at_fpr(y, s, float(t))
     out["num_live"] = int(np.sum(y == 1))
     out["num_spoof"] = int(np.sum(y == 0))
+    if source_val is not None:
+        deploy = select_threshold("source_val_eer", source_val=source_val)
+        rates = error_rates(y, s, deploy)
+        out["deploy_threshold"] = float(deploy)
+        out.update({f"deploy_{k}": rates[k] for k in ("apcer", "bpcer", "acer")})
     return out

@@ -28,6 +28,10 @@ _RATE_HEADERS = {
     "far": "FAR%",
     "frr": "FRR%",
     "source_val_auc": "SrcValAUC%",
+    # The target's rates at the threshold chosen on source-val (metrics.evaluate): deployable.
+    "deploy_apcer": "APCER%(src-val thr)",
+    "deploy_bpcer": "BPCER%(src-val thr)",
+    "deploy_acer": "ACER%(src-val thr)",
 }
 # Rates at the policy threshold: their header names the policy (the same HTER means different things).
 _POLICY_RATES = {"hter", "apcer", "bpcer", "acer", "far", "frr"}

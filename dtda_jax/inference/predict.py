@@ -1,6 +1,8 @@
 """Live/spoof scores for new images and videos from a trained run.
 
     python -m dtda_jax.predict --workdir=runs/oci_to_m photo.jpg clip.mp4 folder/ [--json=out.json]
+    python -m dtda_jax.predict --bundle=bundles/oci_to_m photo.jpg clip.mp4   # ONNX Runtime, no JAX
+    python -m dtda_jax.predict --bundle=bundles/oci_to_m --stream=0           # camera 0, or a video file
 
 Faces are found and cropped the way the run's training data was prepared
 (`pipeline.real_settings(config.data)`: MTCNN at the same detection size, the same crop or
@@ -11,10 +13,15 @@ registry) and reduced per video as evaluation does (`config.eval.video_reduce`).
 Runs on the built-in synthetic benchmark, whose images are already face crops, skip detection
 (`--detect` / `--no_detect` choose explicitly).
 
-The decision threshold defaults to the one the run's own evaluation of the chosen checkpoint used
-for its HTER (`threshold` in eval.jsonl / best.json). Under the default `target_eer` policy that
-threshold was fitted on the target domain's labels, so it is the papers' "idealised" operating
-point, not one tuned for deployment; `--threshold` overrides it.
+A bundle (`python -m dtda_jax.export`) is scored with ONNX Runtime, numpy and OpenCV alone
+(JAX is never imported): the same faces, crops, frames and video reduction as the run, the
+settings read from its bundle.json.
+
+The decision threshold defaults to an operating point chosen on the run's held-out source-val
+videos, never on the target's labels: the bundle's own (bundle.json), or for a workdir the
+checkpoint's `--operating_point` (default eer) fitted on that evaluation's saved source-val
+scores. The target-EER threshold of the papers' tables is not a default; `--threshold`
+overrides either. `--stream` scores a camera or a video file frame by frame (inference/stream.py).
 
 Exit status 0 when at least one input was scored; 2 when none was (each unreadable file or image
 without a face is reported with its reason), and for a missing input, a workdir without config or
@@ -64,6 +71,28 @@ class Run:
     step: int
     variables: Any  # {"params", "batch_stats"} on the device
     score_fn: Callable  # jitted (variables, uint8 NHWC) -> live probabilities
+
+    @property
+    def video_reduce(self) -> str:
+        return self.config.eval.video_reduce
+
+    def score(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        return score_crops(self.score_fn, self.variables, crops, batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleScorer:
+    """A deployment bundle's student (ONNX Runtime), scoring like `Run`."""
+
+    bundle: Any  # deploy.runtime.Bundle
+
+    @property
+    def video_reduce(self) -> str:
+        return self.bundle.manifest["videos"]["video_reduce"]
+
+    def score(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        parts = [self.bundle.score(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def locate_run(path: str) -> tuple[str, str | None, int | None]:
@@ -202,29 +231,23 @@ def load_run(path: str, checkpoint: str = "auto") -> Run:
                variables=state.variables, score_fn=jit_live_probability(student))
 
 
-def run_evaluation(workdir: str, step: int) -> dict | None:
-    """The run's own evaluation of the checkpoint at `step` (eval.jsonl, best.json), if any."""
-    records = []
-    best, log = os.path.join(workdir, "best.json"), os.path.join(workdir, "eval.jsonl")
-    if os.path.isfile(best):
-        with open(best) as f:
-            records.append(json.load(f))
-    if os.path.isfile(log):
-        with open(log) as f:
-            records += [json.loads(line) for line in f if line.strip()]
-    matches = [r for r in records if r.get("step") == step and "threshold" in r]
-    return matches[-1] if matches else None
+def default_threshold(run: Run, point: str = "eer") -> tuple[float, str]:
+    """The threshold of operating point `point` chosen on the source-val scores of the run's
+    evaluation of this checkpoint, and a sentence saying so."""
+    from dtda_jax.deploy import operating_point
+
+    try:
+        op = operating_point.choose(run.workdir, run.step, point)
+    except UserError as err:
+        raise PredictError(f"{err} (--threshold=T sets one by hand)") from None
+    return float(op["threshold"]), operating_point.describe(op)
 
 
-def default_threshold(run: Run) -> tuple[float, str]:
-    """The HTER threshold of the run's evaluation of this checkpoint, and where it came from."""
-    evaluation = run_evaluation(run.workdir, run.step)
-    if evaluation is None:
-        raise PredictError(f"{run.workdir} records no evaluation of step {run.step} (the {run.checkpoint} "
-                           "checkpoint), so it has no decision threshold: the run may have stopped "
-                           "between evaluations. Pass --threshold=T (e.g. 0.5) or use --checkpoint=best.")
-    return float(evaluation["threshold"]), (
-        f"the {evaluation['threshold_policy']} threshold of the run's evaluation at step {run.step}")
+def bundle_threshold(bundle) -> tuple[float, str]:
+    from dtda_jax.deploy import operating_point
+
+    op = bundle.manifest["operating_point"]
+    return float(op["threshold"]), "the bundle's " + operating_point.describe(op)
 
 
 # ============================================================================================
@@ -315,13 +338,28 @@ def face_source(config, detect: bool | None = None, frames: str | None = None):
 
     run_frames, run_face = pipeline.real_settings(config.data)
     synthetic = config.data.dataset == "synthetic_fas"
+    if synthetic:
+        run_frames = FrameSettings(policy="all", seed=run_frames.seed)
+    return make_face_source(run_face, run_frames, synthetic, detect, frames)
+
+
+def bundle_face_source(bundle, detect: bool | None = None, frames: str | None = None):
+    """`face_source` from a bundle's manifest, detecting with its ONNX MTCNN."""
+    m = bundle.manifest
+    face = FaceSettings(**{f.name: m["faces"][f.name] for f in dataclasses.fields(FaceSettings)})
+    return make_face_source(face, FrameSettings(**m["videos"]["frames"]), not m["faces"]["detect"],
+                            detect, frames, make_mtcnn=lambda: bundle.mtcnn(face.min_face_size))
+
+
+def make_face_source(face: FaceSettings, run_frames: FrameSettings, synthetic: bool, detect: bool | None,
+                     frames: str | None, make_mtcnn: Callable | None = None):
     if detect is None:
         detect = not synthetic
-    detector = FaceDetector(run_face) if detect else WholeImage(config.data.image_size)
-    if frames is not None:
-        frame_settings = parse_frames(frames, run_frames.seed)
+    if detect:
+        detector = FaceDetector(face, make_mtcnn() if make_mtcnn else None)
     else:
-        frame_settings = FrameSettings(policy="all") if synthetic else run_frames
+        detector = WholeImage(face.size)
+    frame_settings = parse_frames(frames, run_frames.seed) if frames is not None else run_frames
     note = detector.describe()
     if synthetic and not detect:
         note = f"synthetic-benchmark run: {note}; --detect runs MTCNN instead"
@@ -460,16 +498,17 @@ def media_record(media: MediaFaces, scores: np.ndarray, threshold: float, reduce
     return record
 
 
-def predict(run: Run, paths: Sequence[str], detector, frames: FrameSettings, threshold: float, *,
+def predict(scorer, paths: Sequence[str], detector, frames: FrameSettings, threshold: float, *,
             all_faces: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[dict]:
-    """One record per input file, in order. Crops of consecutive inputs share batches; at most
-    about one batch plus one input's crops are held at a time."""
-    reduce = run.config.eval.video_reduce
+    """One record per input file, in order, scored by `scorer` (a `Run` or a `BundleScorer`).
+    Crops of consecutive inputs share batches; at most about one batch plus one input's crops
+    are held at a time."""
+    reduce = scorer.video_reduce
     pending: list[MediaFaces] = []
 
     def flush() -> Iterator[dict]:
         crops = [m.crops for m in pending if len(m.crops)]
-        scores = score_crops(run.score_fn, run.variables, np.concatenate(crops), batch_size) if crops else []
+        scores = scorer.score(np.concatenate(crops), batch_size) if crops else []
         start = 0
         for media in pending:
             yield media_record(media, scores[start:start + len(media.crops)], threshold, reduce)
@@ -522,14 +561,31 @@ def parse_args(argv: Sequence[str] | None):
     p = argparse.ArgumentParser(
         prog="python -m dtda_jax.predict", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="image (.jpg .jpeg .png .bmp) or video (.avi .mov .mp4) "
+    p.add_argument("inputs", nargs="*", help="image (.jpg .jpeg .png .bmp) or video (.avi .mov .mp4) "
                    "files, or folders searched recursively for them")
-    p.add_argument("--workdir", required=True,
-                   help="a training run's workdir, or its checkpoints/student_best or checkpoints/student")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--workdir",
+                       help="a training run's workdir, or its checkpoints/student_best or checkpoints/student")
+    model.add_argument("--bundle", help="a deployment bundle (python -m dtda_jax.export): ONNX Runtime, no JAX")
     p.add_argument("--checkpoint", default="auto", choices=("auto", "best", "latest"),
-                   help="auto (default): best if the run saved one, else latest")
+                   help="with --workdir; auto (default): best if the run saved one, else latest")
     p.add_argument("--threshold", type=float, default=None,
-                   help="live when live probability >= this (default: the run's HTER threshold)")
+                   help="live when live probability >= this (default: the bundle's operating point, or "
+                        "for --workdir the --operating_point chosen on the run's source-val videos)")
+    p.add_argument("--operating_point", default=None,
+                   help="with --workdir: eer (default), bpcer=X%%, apcer=X%% or fixed=T, chosen on the "
+                        "checkpoint's source-val scores")
+    p.add_argument("--stream", default=None, metavar="FILE_OR_CAMERA_INDEX",
+                   help="score a video file or a camera (0, 1, ...) frame by frame as it arrives")
+    p.add_argument("--window", default="ema0.3", metavar="emaA|meanN",
+                   help="--stream's smoothing of the live score: an exponential moving average with "
+                        "weight A for the new frame (ema0.3, default) or the mean of the last N frames (mean10)")
+    p.add_argument("--redetect", type=int, default=15, metavar="K",
+                   help="--stream: search the whole frame for faces every K frames (default 15), near "
+                        "the tracked face in between; 1: every whole frame, as predict on a video")
+    p.add_argument("--max_frames", type=int, default=None, help="--stream: stop after this many frames")
+    p.add_argument("--threads", type=int, default=None,
+                   help="--bundle: ONNX Runtime threads per model (default: its own choice)")
     p.add_argument("--frames", default=None,
                    help="video frames to score: all, ssdg, every<K>, random<N> (default: the run's "
                         "frame policy; all frames for a synthetic-benchmark run)")
@@ -547,6 +603,27 @@ def parse_args(argv: Sequence[str] | None):
                    help="also write the results as JSON to PATH ('-': stdout, text goes to stderr)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
+    if bool(args.inputs) == (args.stream is not None):
+        p.error("give input files or folders, or --stream=FILE_OR_CAMERA_INDEX (one of the two)")
+    if args.operating_point is not None:
+        if args.bundle:
+            p.error("--operating_point is chosen at export (python -m dtda_jax.export --operating_point); "
+                    "a bundle has its own, --threshold overrides it")
+        from dtda_jax.evaluation import metrics
+
+        try:
+            metrics.parse_operating_point(args.operating_point)
+        except ValueError as err:
+            p.error(str(err))
+    if args.stream is not None:
+        from dtda_jax.inference import stream
+
+        try:
+            stream.parse_window(args.window)
+        except ValueError as err:
+            p.error(str(err))
+        if args.redetect < 1:
+            p.error(f"--redetect must be >= 1, got {args.redetect}")
     if args.frames is not None:
         try:
             parse_frames(args.frames)
@@ -564,30 +641,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("predict", lambda: score_inputs(args), debug=args.debug)
 
 
+def open_scorer(args, say: Callable[[str], None]):
+    """(scorer, detector, frame settings, threshold) of the command's --workdir or --bundle,
+    after saying what they are."""
+    if args.bundle:
+        from dtda_jax.deploy import runtime
+
+        bundle = runtime.open_bundle(args.bundle, args.threads)
+        scorer = BundleScorer(bundle)
+        threshold, origin = bundle_threshold(bundle)
+        detector, frames, face_note = bundle_face_source(bundle, args.detect, args.frames)
+        m = bundle.manifest
+        say(f"[predict] bundle {m['directory']}: {m['model']['architecture']}, {m['source']['checkpoint']} "
+            f"checkpoint, step {m['source']['step']} ({m['source']['protocol']}), ONNX Runtime")
+    else:
+        run = load_run(args.workdir, args.checkpoint)
+        scorer = run
+        threshold, origin = default_threshold(run, args.operating_point or "eer")
+        detector, frames, face_note = face_source(run.config, args.detect, args.frames)
+        c = run.config
+        say(f"[predict] {run.workdir}: {run.checkpoint} checkpoint, step {run.step} "
+            f"({'&'.join(c.data.source_domains)} -> {c.data.target_domain})")
+    if args.threshold is not None:
+        threshold, origin = args.threshold, "given by --threshold"
+    else:
+        origin += " (--threshold overrides it)"
+    say(f"[predict] threshold {format_probability(threshold)}: {origin}")
+    say(f"[predict] faces: {face_note}")
+    return scorer, detector, frames, threshold, origin, face_note
+
+
 def score_inputs(args) -> int:
     out = sys.stderr if args.json == "-" else sys.stdout
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
-    paths = collect_inputs(args.inputs)
-    run = load_run(args.workdir, args.checkpoint)
-    if args.threshold is None:
-        threshold, origin = default_threshold(run)
-        origin += " (--threshold overrides it)"
-    else:
-        threshold, origin = args.threshold, "given by --threshold"
-    c = run.config
-    detector, frames, face_note = face_source(c, args.detect, args.frames)
-    batch_size = args.batch_size or c.data.eval_batch_size
-    say(f"[predict] {run.workdir}: {run.checkpoint} checkpoint, step {run.step} "
-        f"({'&'.join(c.data.source_domains)} -> {c.data.target_domain})")
-    say(f"[predict] threshold {format_probability(threshold)}: {origin}")
-    say(f"[predict] faces: {face_note}")
-    say(f"[predict] videos: {frames.tag()} frames, scored per video by the {c.eval.video_reduce} "
+    paths = collect_inputs(args.inputs) if args.inputs else []
+    scorer, detector, frames, threshold, origin, face_note = open_scorer(args, say)
+    if args.stream is not None:
+        from dtda_jax.inference import stream
+
+        return stream.run_stream(args, scorer, detector, threshold, say)
+    batch_size = args.batch_size or (scorer.config.data.eval_batch_size if isinstance(scorer, Run)
+                                     else DEFAULT_BATCH_SIZE)
+    say(f"[predict] videos: {frames.tag()} frames, scored per video by the {scorer.video_reduce} "
         "(config.eval.video_reduce)")
     records = []
-    for record in predict(run, paths, detector, frames, threshold, all_faces=args.all_faces,
+    for record in predict(scorer, paths, detector, frames, threshold, all_faces=args.all_faces,
                           batch_size=batch_size):
         records.append(record)
         for line in format_record(record):
@@ -596,20 +697,30 @@ def score_inputs(args) -> int:
     say(f"[predict] {counts['ok']} of {len(records)} inputs scored; {counts['unreadable']} unreadable, "
         f"{counts['no_face']} without a face")
     if args.json is not None:
-        report = {"workdir": run.workdir, "checkpoint": run.checkpoint, "step": run.step,
-                  "threshold": threshold, "threshold_origin": origin, "faces": face_note,
-                  "frames": frames.tag(), "video_reduce": c.eval.video_reduce,
+        if isinstance(scorer, Run):
+            origin_keys = {"workdir": scorer.workdir, "checkpoint": scorer.checkpoint, "step": scorer.step}
+        else:
+            source = scorer.bundle.manifest["source"]
+            origin_keys = {"bundle": scorer.bundle.manifest["directory"], "checkpoint": source["checkpoint"],
+                           "step": source["step"]}
+        report = {**origin_keys, "threshold": threshold, "threshold_origin": origin, "faces": face_note,
+                  "frames": frames.tag(), "video_reduce": scorer.video_reduce,
                   "summary": {"inputs": len(records), "scored": counts["ok"],
                               "unreadable": counts["unreadable"], "no_face": counts["no_face"]},
                   "results": records}
-        text = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(text, flush=True)
-        else:
-            from dtda_jax.core import artifacts
-
-            artifacts.write_text(args.json, text + "\n")
+        write_json_output(args.json, report)
     return 0 if counts["ok"] else 2
+
+
+def write_json_output(path: str, report: dict) -> None:
+    """`report` as JSON to `path`, or to stdout for '-'."""
+    text = json.dumps(report, indent=2)
+    if path == "-":
+        print(text, flush=True)
+    else:
+        from dtda_jax.core import artifacts
+
+        artifacts.write_text(path, text + "\n")
 
 
 if __name__ == "__main__":

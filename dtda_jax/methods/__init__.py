@@ -9,7 +9,8 @@ Each method is a package `dtda_jax.methods.<name>` with two entry modules:
   `OPTIONAL_FIELDS` (sections a config may leave out);
 * `method`: `train(ctx)` (its stages, returning the results dict or None when stopped early),
   `check_weight_files(config)`, `scored_model(config)` (the model and optimiser whose
-  `checkpoints/student` state `predict` scores), `feature_model(config)` (the figures' student),
+  `checkpoints/student` state `predict` scores), `describe_scored_model(config)` (one line
+  naming it, for exported bundles), `feature_model(config)` (the figures' student),
   `describe_models(results)` (the run's closing lines).
 
 The rest of the framework (`train`, `predict`, `figures`, the experiment runner) reaches a

@@ -77,6 +77,10 @@ def scored_model(config):
     return stages.make_student(config, stages.make_teachers(config)), stages.student_optimizer(config)[0]
 
 
+def describe_scored_model(config) -> str:
+    return f"DTDA multi-task ResNet-18 student (width {config.model.width}), live/spoof head"
+
+
 def feature_model(config):
     """The ResNet-18 student whose features and last feature map the figures show."""
     return scored_model(config)[0]

@@ -53,6 +53,11 @@ def scored_model(config):
     return student, tx
 
 
+def describe_scored_model(config) -> str:
+    v = config.kdfas.student
+    return f"KDFAS ViT student ({v.depth} blocks, width {v.width}, patch {v.patch_size})"
+
+
 def feature_model(config):
     raise UserError("t-SNE and Grad-CAM read DTDA's ResNet-18 student; this is a KDFAS run (ROC curves "
                     "come from any run's scores).")
