@@ -200,17 +200,22 @@ def _version() -> str:
 def bundle_readme(m: dict) -> str:
     size = m["model"]["input"]["shape"][1]
     op = m["operating_point"]
+    video_reduce = m["videos"]["video_reduce"]
     return f"""# dtda-jax deployment bundle
 
 {m['model']['architecture']}, trained by dtda-jax on {m['source']['protocol']}
 ({m['source']['dataset']}), {m['source']['checkpoint']} checkpoint, step {m['source']['step']}.
 bundle.json has every detail and the sha256 of each file.
 
-## Score photos and videos (needs dtda-jax without JAX: numpy, OpenCV, ONNX Runtime)
+## Score photos and videos (numpy, OpenCV and ONNX Runtime; JAX is not needed)
 
-    pip install onnxruntime opencv-python-headless numpy   # plus dtda-jax itself
+    pip install numpy opencv-python-headless onnxruntime
+    pip install --no-deps /path/to/dtda-jax       # the project's source tree, without JAX & co.
     python -m dtda_jax.predict --bundle=THIS_FOLDER photo.jpg clip.mp4
-    python -m dtda_jax.predict --bundle=THIS_FOLDER --stream=0          # camera 0
+    python -m dtda_jax.predict --bundle=THIS_FOLDER --stream=0          # camera 0, or a video file
+
+Faces are found and cropped as the training data was (`faces` in bundle.json); a video's
+score is the {video_reduce} of its frames' scores.
 
 ## Use model.onnx directly
 
