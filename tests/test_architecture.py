@@ -81,12 +81,15 @@ def test_configs_and_their_validation_load_without_jax():
 
 
 def test_a_bundles_scoring_path_loads_without_jax():
-    """`predict --bundle` and `--stream` run with numpy, OpenCV and ONNX Runtime alone."""
+    """`predict --bundle` and `--stream` run with numpy, OpenCV and ONNX Runtime alone (the
+    bundle's README installs only those and dtda-jax without its dependencies)."""
     script = ("import sys\n"
               "from dtda_jax.inference import predict, stream\n"
               "from dtda_jax.deploy import runtime, operating_point\n"
               "from dtda_jax.faces import mtcnn, crop\n"
-              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax', 'orbax'))\n"
+              "others = ('jax', 'flax', 'optax', 'orbax', 'PIL', 'grain', 'tensorflow_datasets', 'ml_collections',\n"
+              "          'absl', 'etils', 'tensorboardX', 'onnx')\n"
+              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in others)\n"
               "print(heavy)\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})

@@ -21,7 +21,6 @@ import os
 import re
 from typing import Callable
 
-from PIL import Image, UnidentifiedImageError
 
 from dtda_jax.core.errors import UserError
 
@@ -366,6 +365,8 @@ def _celeba_entry(root: str, split: str, key: str, vector) -> tuple[MediaEntry |
     if attack_type is None:
         return None, False
     path = os.path.join(root, *key.split("/"))
+    from PIL import Image, UnidentifiedImageError  # here: predict --bundle needs no Pillow
+
     try:
         with Image.open(path) as image:
             size = image.size
