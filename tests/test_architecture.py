@@ -67,30 +67,29 @@ def test_nothing_outside_the_methods_dispatches_on_a_method_name():
                 assert not names & set(METHODS), f"{path.relative_to(PACKAGE)}:{node.lineno} compares with {names}"
 
 
-def test_configs_and_their_validation_load_without_jax():
-    """Every config error is reported before jax starts (the runner checks a whole sweep first)."""
-    script = ("import sys, glob\n"
-              "from dtda_jax import config\n"
-              "for path in glob.glob('configs/*.py'):\n"
-              "    config.validate_config(config.load_config_file(path, *(['high'] if 'p2' in path else [])))\n"
-              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax', 'orbax'))\n"
-              "print(heavy)\n")
+def loaded_packages(code: str, packages: tuple[str, ...]) -> list[str]:
+    """The modules of `packages` that running `code` in a fresh interpreter loads."""
+    script = (code + "\nimport sys\n"
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r}))\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
-    assert out.stdout.strip() == "[]", out.stdout
+    return eval(out.stdout)  # noqa: S307 - our own print of a list of names
+
+
+def test_configs_and_their_validation_load_without_jax():
+    """Every config error is reported before jax starts (the runner checks a whole sweep first)."""
+    code = ("import glob\n"
+            "from dtda_jax import config\n"
+            "for path in glob.glob('configs/*.py'):\n"
+            "    config.validate_config(config.load_config_file(path, *(['high'] if 'p2' in path else [])))")
+    assert loaded_packages(code, ("jax", "flax", "optax", "orbax")) == []
 
 
 def test_a_bundles_scoring_path_loads_without_jax():
     """`predict --bundle` and `--stream` run with numpy, OpenCV and ONNX Runtime alone (the
     bundle's README installs only those and dtda-jax without its dependencies)."""
-    script = ("import sys\n"
-              "from dtda_jax.inference import predict, stream\n"
-              "from dtda_jax.deploy import runtime, operating_point\n"
-              "from dtda_jax.faces import mtcnn, crop\n"
-              "others = ('jax', 'flax', 'optax', 'orbax', 'PIL', 'grain', 'tensorflow_datasets', 'ml_collections',\n"
-              "          'absl', 'etils', 'tensorboardX', 'onnx')\n"
-              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in others)\n"
-              "print(heavy)\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
-    assert out.stdout.strip() == "[]", out.stdout
+    code = ("from dtda_jax.inference import predict, stream\n"
+            "from dtda_jax.deploy import runtime, operating_point\n"
+            "from dtda_jax.faces import mtcnn, crop")
+    assert loaded_packages(code, ("jax", "flax", "optax", "orbax", "PIL", "grain", "tensorflow_datasets",
+                                  "ml_collections", "absl", "etils", "tensorboardX", "onnx")) == []

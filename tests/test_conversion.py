@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="conversion tests need the `convert` extra (torch)")
 
 from dtda_jax import train  # noqa: E402
+from dtda_jax.core import artifacts  # noqa: E402
 from dtda_jax.core.state import rng_key  # noqa: E402
 from dtda_jax.methods.dtda import stages  # noqa: E402
 from dtda_jax.models import (ResNet18Classifier, ResNet18Encoder, StarGANDiscriminator,  # noqa: E402
@@ -68,7 +69,7 @@ def test_arcface_iresnet_matches_pytorch(arch, tmp_path):
                                         "input_size": 112}
     assert manifest["num_params"] == IRESNET_PARAMS[arch]
     assert manifest["source_keys"] == IRESNET_ENTRIES[arch]
-    assert manifest["source_sha256"] == store.sha256_of_file(source)
+    assert manifest["source_sha256"] == artifacts.file_sha256(source)
 
     x = np.random.default_rng(0).uniform(-1, 1, (3, 112, 112, 3)).astype(np.float32)
     with torch.no_grad():
@@ -292,7 +293,7 @@ def test_run_uses_converted_teachers_and_imagenet_init(data_dir, tmp_path, capsy
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert not saved["teachers"]["fr"]["random_init"]
-    assert saved["teachers"]["fr"]["source_sha256"] == store.sha256_of_file(str(tmp_path / "fr.pth"))
+    assert saved["teachers"]["fr"]["source_sha256"] == artifacts.file_sha256(str(tmp_path / "fr.pth"))
     assert saved["student_encoder_init"]["source_file"] == str(tmp_path / "resnet18.pth")
 
     # The loaded FR teacher gives the PyTorch module's embedding on the run's input pipeline.

@@ -13,6 +13,7 @@ nothing behind; `--stream` on a video file written here scores each frame as pre
 smooths and prints one line per second; a camera that cannot be opened is a clear error.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 from dtda_jax import train
+from dtda_jax.core import artifacts
 from dtda_jax.deploy import export, onnx_graph, operating_point, runtime
 from dtda_jax.evaluation import metrics
 from dtda_jax.inference import predict, stream
@@ -79,8 +81,6 @@ def test_translation_has_a_dynamic_batch_and_the_students_layers():
         for n in (1, 3, 8):
             images = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
             np.testing.assert_allclose(ort_run(graph, image=images)[0], fn(images), rtol=1e-5, atol=1e-7)
-    q = 32
-    batch, h, w = jax.export.symbolic_shape("batch, h, w")
     (fn, specs) = export.mtcnn_functions()["pnet"]
     graph = onnx_graph.to_onnx(fn, specs, ["canvas", "valid"], ["offsets", "probs"])
     for shape in ((1, 64, 96), (2, 96, 64)):
@@ -260,7 +260,7 @@ def test_damaged_and_mismatched_bundles_are_refused(bundle, photos, tmp_path):
     def swap_model(folder):  # another model's file, with a manifest that matches its bytes
         shutil.copy(os.path.join(folder, "mtcnn_rnet.onnx"), os.path.join(folder, "model.onnx"))
         m = json.load(open(os.path.join(folder, "bundle.json")))
-        m["files"]["model.onnx"]["sha256"] = runtime.file_sha256(os.path.join(folder, "model.onnx"))
+        m["files"]["model.onnx"]["sha256"] = artifacts.file_sha256(os.path.join(folder, "model.onnx"))
         json.dump(m, open(os.path.join(folder, "bundle.json"), "w"))
 
     assert "model.onnx does not have the sha256" in refused("flipped", lambda f: flip_byte(f"{f}/model.onnx"))
@@ -286,6 +286,12 @@ def test_export_refuses_an_existing_out_and_an_unevaluated_checkpoint(run_dir, b
         patch.setattr(export, "MAX_RELATIVE_DIFFERENCE", -1.0)
         assert export.main([f"--workdir={run_dir}", f"--out={tmp_path / 'c'}"]) == 2
     assert "differs from JAX" in capsys.readouterr().err and sorted(os.listdir(tmp_path)) == ["run"]
+    # Without the export extra installed: one line naming it.
+    with pytest.MonkeyPatch.context() as patch:
+        real = importlib.util.find_spec
+        patch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+        assert export.main([f"--workdir={run_dir}", f"--out={tmp_path / 'd'}"]) == 2
+    assert 'needs onnx, not installed: pip install -c constraints.txt -e ".[export]"' in capsys.readouterr().err
 
 
 def test_predict_defaults_to_the_source_val_operating_point(run_dir, photos, capsys):

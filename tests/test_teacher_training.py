@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dtda_jax.core import xla_cpu
+from dtda_jax.core import artifacts, xla_cpu
 from dtda_jax.core.loop import StopAt
 from dtda_jax.data.synthetic import benchmark as synthetic_fas
 from dtda_jax.data.synthetic import face_corpus as fc
@@ -234,7 +234,7 @@ def test_trained_teachers_load_like_converted_ones(trained, capsys):
     for name, kind in teachers.TEACHER_KINDS.items():
         manifest = store.read_manifest(paths[name])
         assert manifest["kind"] == kind
-        assert manifest["source_sha256"] == store.sha256_of_file(paths[name] + ".report.json")
+        assert manifest["source_sha256"] == artifacts.file_sha256(paths[name] + ".report.json")
         assert manifest["quality"] == _report(paths[name])["quality"]
         assert manifest["trained_by"]["tool"] == "dtda_jax.teachers.training"
         assert jax.tree.structure(loaded[name]) == jax.tree.structure(

@@ -34,6 +34,15 @@ def writes_files() -> bool:
     return _writer["enabled"]
 
 
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_atomically(path: str, write: Callable[[IO], None], *, binary: bool) -> None:
     """Calls `write(f)` on a temporary file beside `path`, then renames it onto `path`; on any
     error (Ctrl-C included) the temporary file is removed and `path` is untouched."""

@@ -28,6 +28,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -35,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dtda_jax.core import artifacts
 from dtda_jax.core.errors import UserError
 from dtda_jax.deploy import operating_point, runtime
 
@@ -50,7 +52,7 @@ def directory_sha256(directory: str) -> str:
         for name in sorted(names):
             path = os.path.join(root, name)
             digest.update(os.path.relpath(path, directory).encode() + b"\0")
-            digest.update(runtime.file_sha256(path).encode())
+            digest.update(artifacts.file_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -108,16 +110,16 @@ def mtcnn_functions():
             for name in specs}
 
 
-def export_stablehlo(fn, spec) -> bytes:
-    """`fn` serialised by jax.export for CPU and CUDA (falls back to this platform alone if a
-    multi-platform lowering is not available)."""
+def export_stablehlo(fn, spec) -> tuple[bytes, list[str]]:
+    """`fn` serialised by jax.export for CPU and CUDA (for this platform alone if a
+    multi-platform lowering is not available), and the platforms it runs on."""
     import jax
 
     try:
         exported = jax.export.export(jax.jit(fn), platforms=("cpu", "cuda"))(spec)
     except Exception:  # noqa: BLE001 - a jaxlib without the CUDA lowering
         exported = jax.export.export(jax.jit(fn))(spec)
-    return bytes(exported.serialize())
+    return bytes(exported.serialize()), list(exported.platforms)
 
 
 def check_student(onnx_path: str, stablehlo_bytes: bytes, fn, size: int) -> dict:
@@ -182,7 +184,7 @@ def manifest(run, op: dict, face, frames, detect: bool, files: dict, checks: dic
         "source": {"workdir": run.workdir, "protocol": f"{'&'.join(c.data.source_domains)} -> "
                    f"{c.data.target_domain}", "dataset": c.data.dataset, "checkpoint": run.checkpoint,
                    "step": run.step, "checkpoint_sha256": directory_sha256(checkpoint_dir),
-                   "config_sha256": runtime.file_sha256(os.path.join(run.workdir, records.CONFIG_FILE))},
+                   "config_sha256": artifacts.file_sha256(os.path.join(run.workdir, records.CONFIG_FILE))},
         "checks": checks,
         "files": files,
     }
@@ -248,9 +250,12 @@ def _face_text(f: dict) -> str:
 def export_bundle(workdir: str, out: str, checkpoint: str = "latest", point: str = operating_point.DEFAULT_POINT,
                   log=print) -> dict:
     """Writes the bundle of `workdir`'s student to `out` (which must not exist); returns bundle.json."""
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:  # onnxruntime checks the exported graph
+        raise UserError(f"python -m dtda_jax.export needs {' and '.join(missing)}, not installed: "
+                        "pip install -c constraints.txt -e \".[export]\"")
     import onnx
 
-    from dtda_jax.core import artifacts
     from dtda_jax.data import pipeline
     from dtda_jax.deploy.onnx_graph import to_onnx
     from dtda_jax.inference import predict
@@ -273,11 +278,11 @@ def export_bundle(workdir: str, out: str, checkpoint: str = "latest", point: str
         student = to_onnx(fn, [spec], [runtime.STUDENT_INPUT], [runtime.STUDENT_OUTPUT],
                           doc=describe_student(run.config))
         onnx.save(student, os.path.join(staging, runtime.STUDENT_ONNX))
-        stablehlo = export_stablehlo(fn, spec)
+        stablehlo, platforms = export_stablehlo(fn, spec)
         with open(os.path.join(staging, runtime.STUDENT_STABLEHLO), "wb") as f:
             f.write(stablehlo)
         log(f"[export] student: {runtime.STUDENT_ONNX} ({len(student.graph.node)} ONNX nodes), "
-            f"{runtime.STUDENT_STABLEHLO}")
+            f"{runtime.STUDENT_STABLEHLO} (for {', '.join(platforms)})")
         checks = check_student(os.path.join(staging, runtime.STUDENT_ONNX), stablehlo, fn, size)
         worst = checks["max_relative_difference"]
         log(f"[export] checked against JAX: ONNX Runtime {worst['onnxruntime']:.2g}, StableHLO "
@@ -286,10 +291,10 @@ def export_bundle(workdir: str, out: str, checkpoint: str = "latest", point: str
             inputs, outputs = runtime.NET_IO[name]
             onnx.save(to_onnx(net, specs, inputs, outputs, doc=f"MTCNN {name}"),
                       os.path.join(staging, runtime.MTCNN_ONNX[name]))
-        files = {name: {"sha256": runtime.file_sha256(os.path.join(staging, name)),
+        files = {name: {"sha256": artifacts.file_sha256(os.path.join(staging, name)),
                         "bytes": os.path.getsize(os.path.join(staging, name))}
                  for name in sorted(os.listdir(staging))}
-        m = manifest(run, op, face, frames, detect, files, checks)
+        m = manifest(run, op, face, frames, detect, files, {**checks, "stablehlo_platforms": platforms})
         with open(os.path.join(staging, runtime.BUNDLE_FILE), "w") as f:
             json.dump(m, f, indent=2)
         with open(os.path.join(staging, "README.md"), "w") as f:

@@ -17,13 +17,13 @@ describes; a damaged or mismatched bundle is refused with the reason.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any, Callable
 
 import numpy as np
 
+from dtda_jax.core import artifacts
 from dtda_jax.core.errors import UserError
 from dtda_jax.faces.mtcnn import MTCNN, Nets
 
@@ -41,14 +41,6 @@ NET_IO = {"pnet": (("canvas", "valid"), ("offsets", "face_probability")),
 
 class BundleError(UserError):
     """A bundle that cannot be used; the message says what is wrong and what to do."""
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(directory: str) -> dict:
@@ -77,7 +69,7 @@ def read_manifest(directory: str) -> dict:
         if not os.path.isfile(file):
             raise BundleError(f"{directory}: {name} is missing (bundle.json lists it); copy the "
                               "whole bundle folder, or export again.")
-        if file_sha256(file) != entry["sha256"]:
+        if artifacts.file_sha256(file) != entry["sha256"]:
             raise BundleError(f"{directory}: {name} does not have the sha256 bundle.json records "
                               "(damaged, or replaced by another model's file); export again.")
     manifest["directory"] = directory
@@ -85,7 +77,10 @@ def read_manifest(directory: str) -> dict:
 
 
 def _session(path: str, threads: int | None):
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BundleError("scoring a bundle needs ONNX Runtime: pip install onnxruntime") from None
 
     options = ort.SessionOptions()
     if threads:

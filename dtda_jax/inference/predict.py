@@ -642,8 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def open_scorer(args, say: Callable[[str], None]):
-    """(scorer, detector, frame settings, threshold) of the command's --workdir or --bundle,
-    after saying what they are."""
+    """(scorer, detector, frame settings, threshold, where the threshold came from, how faces
+    are found) of the command's --workdir or --bundle, after saying what they are."""
     if args.bundle:
         from dtda_jax.deploy import runtime
 

@@ -13,7 +13,6 @@ the kind and the architecture against the config before anything is restored.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import shutil
 from typing import Any, Mapping
@@ -44,14 +43,6 @@ class MissingWeightsError(UserError, FileNotFoundError):
     """A configured converted checkpoint does not exist (or is not one)."""
 
 
-def sha256_of_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shapes(variables: Mapping[str, Any]) -> dict[str, list[int]]:
     return {"/".join(p): list(np.shape(v)) for p, v in flatten_dict(variables).items()}
 
@@ -79,7 +70,7 @@ def save_converted(out_dir: str, variables: Mapping[str, Any], *, kind: str,
         "kind": kind,
         "architecture": dict(architecture),
         "source_file": os.path.abspath(source),
-        "source_sha256": sha256_of_file(source),
+        "source_sha256": artifacts.file_sha256(source),
         "num_params": int(sum(np.size(v) for v in jax.tree.leaves(variables.get("params", {})))),
         "shapes": _shapes(variables),
         "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
