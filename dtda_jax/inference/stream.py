@@ -64,7 +64,12 @@ def open_capture(source: str):
     import cv2
 
     if source.isdigit():
-        capture = cv2.VideoCapture(int(source))
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our line says it all
+        try:
+            capture = cv2.VideoCapture(int(source))
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not capture.isOpened():
             raise UserError(f"camera {source} cannot be opened (not connected, not permitted, or used by "
                             "another program); check `ls /dev/video*`, or pass a video file to --stream.")
