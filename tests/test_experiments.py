@@ -87,6 +87,36 @@ def test_bad_arguments_are_named(sweep, args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_cells_for_a_job_array(sweep, tmp_path, capsys):
+    """--list_cells prints one command per run; --cell=K runs that run alone (as a job array's
+    task would), a cell another process is running is skipped, and the tables merge the
+    finished cells and name the missing ones."""
+    argv, _ = sweep
+    out = tmp_path / "array"
+    argv = [a for a in argv if not a.startswith("--out=")] + [f"--out={out}"]
+    assert experiments.main([*argv, "--list_cells"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(commands) == 4 and all(f"--cell={k}" in c for k, c in enumerate(commands))
+    assert commands[3].endswith("# tiny_protocol dat seed 1") and not out.exists()
+    assert experiments.main([*argv, "--cell=3"]) == 0
+    assert sorted(p.parent.name + "/" + p.parent.parent.name
+                  for p in out.rglob("results.json")) == ["seed1/dat"]
+    from dtda_jax.core.lock import directory_lock
+    busy = out / "tiny_protocol" / "baseline" / "seed0"
+    with directory_lock(str(busy), "run"):  # another runner holds cell 0
+        assert experiments.main([*argv, "--cell=0"]) == 0
+    assert "skipped:" in capsys.readouterr().out and not (busy / "results.json").exists()
+    assert experiments.main([*argv, "--report_only"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 of 4 runs not finished, not in the tables: tiny_protocol/baseline/seed0" in printed
+    table = json.loads((out / "table.json").read_text())
+    assert table["missing"] == ["tiny_protocol/baseline/seed0", "tiny_protocol/dat/seed0",
+                                "tiny_protocol/baseline/seed1"]
+    assert [c["variant"] for c in table["cells"]] == ["dat"] and "Not finished" in (out / "table.md").read_text()
+    assert experiments.main([*argv, "--cell=4"]) == 2
+    assert "cells 0 to 3" in capsys.readouterr().err
+
+
 def test_missing_config_file(tmp_path, capsys):
     assert experiments.main([f"--configs={tmp_path / 'nope.py'}", f"--out={tmp_path}"]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -11,6 +11,13 @@ most the steps since the last checkpoint. After the runs, `<out>/table.md` and
 over seeds (sample std, ddof=1; "n=1" when one seed), with the threshold and model-selection
 policies stated above the table. `--report_only` rebuilds the tables from what has finished.
 `--set train.num_steps=200` (repeatable) overrides a config field for the whole sweep.
+
+Spreading a sweep over machines: `--list_cells` prints one command per run ("cell"), and
+`--cell=K` runs cell K alone, so a SLURM job array (`--cell=$SLURM_ARRAY_TASK_ID`), GNU
+parallel or any batch system runs the cells side by side on a shared `--out`. Two runners
+never run the same cell: a cell whose workdir lock another live process holds is skipped
+with a line saying so (the lock of `python -m dtda_jax.main`). The tables merge whatever
+cells have finished and name the missing ones (`--report_only` once the array is done).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 import time
 from typing import Sequence
@@ -71,9 +79,11 @@ def is_finished(workdir: str) -> bool:
 
 
 def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) -> None:
-    """Runs (or resumes) every spec in turn, skipping finished ones, with progress lines."""
+    """Runs (or resumes) every spec in turn, skipping finished ones and ones another process is
+    running, with progress lines."""
     from dtda_jax import train  # jax starts here, after argument errors had their chance
     from dtda_jax.config import records
+    from dtda_jax.core.lock import LockHeld
 
     configs = [make_config(spec, overrides) for spec in specs]  # every error before any work
     for spec, config in zip(specs, configs):  # a finished run must be one of this sweep
@@ -87,7 +97,10 @@ def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) ->
         eta = f", ETA {(elapsed / i) * (len(todo) - i) / 60:.0f} min" if i else ""
         print(f"\n[experiments] run {i + 1}/{len(todo)}: {spec.protocol} {spec.variant} seed "
               f"{spec.seed}{eta}", flush=True)
-        train.train_and_evaluate(config, spec.workdir(out))
+        try:
+            train.train_and_evaluate(config, spec.workdir(out))
+        except LockHeld as err:  # another runner of the sweep has this cell
+            print(f"[experiments] skipped: {err}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,12 +108,15 @@ def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) ->
 
 
 def collect(specs: Sequence[RunSpec], out: str) -> dict:
-    """Per protocol and variant: HTER/AUC over the finished seeds, plus the policies used."""
+    """Per protocol and variant: HTER/AUC over the finished seeds, plus the policies used and
+    the runs not finished yet."""
     cells: dict[tuple[str, str], dict[str, list]] = {}
     policies = set()
+    missing = []
     for spec in specs:
         path = os.path.join(spec.workdir(out), "results.json")
         if not os.path.exists(path):
+            missing.append(os.path.relpath(spec.workdir(out), out))
             continue
         results = artifacts.read_json(path)
         reported = results["reported"]
@@ -123,6 +139,7 @@ def collect(specs: Sequence[RunSpec], out: str) -> dict:
                                      "auc": float(np.mean([c["auc"]["mean"] for c in per_protocol]))})
     table["policies"] = [{"threshold_policy": t, "selection": s, "video_reduce": r}
                          for t, s, r in sorted(policies)]
+    table["runs"], table["missing"] = len(specs), missing
     return table
 
 
@@ -154,6 +171,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="config override for every run, e.g. train.num_steps=200")
     p.add_argument("--report_only", action="store_true", help="only rebuild the tables")
+    p.add_argument("--list_cells", action="store_true",
+                   help="print one command per run (cell) of the sweep, for a job array, and exit")
+    p.add_argument("--cell", type=int, default=None, metavar="K",
+                   help="run only cell K (0-based, the order of --list_cells); no tables")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p.parse_args(argv)
 
@@ -186,16 +207,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("experiments", lambda: sweep(args), debug=args.debug, stop_on_signals=True)
 
 
+def cell_commands(args: argparse.Namespace, specs: Sequence[RunSpec]) -> list[str]:
+    """One shell command per cell: this sweep's arguments plus `--cell=K`."""
+    base = ["python", "-m", "dtda_jax.experiments", f"--configs={args.configs}", f"--variants={args.variants}",
+            f"--seeds={args.seeds}", f"--out={args.out}", *(f"--set={a}" for a in args.set)]
+    return [f"{shlex.join([*base, f'--cell={k}'])}  # {s.protocol} {s.variant} seed {s.seed}"
+            for k, s in enumerate(specs)]
+
+
 def sweep(args: argparse.Namespace) -> int:
     try:
         specs = build_specs(args)
         overrides = parse_overrides(args.set)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if args.list_cells:
+        print("\n".join(cell_commands(args, specs)), flush=True)
+        return 0
+    if args.cell is not None:
+        if not 0 <= args.cell < len(specs):
+            raise UserError(f"--cell={args.cell}: this sweep has cells 0 to {len(specs) - 1} "
+                            "(python -m dtda_jax.experiments ... --list_cells lists them).")
+        run_all([specs[args.cell]], args.out, overrides)
+        print("[experiments] cell done; `--report_only` with the same arguments merges the tables", flush=True)
+        return 0
     if not args.report_only:
         run_all(specs, args.out, overrides)
     table = write_tables(specs, args.out)
     print("\n" + markdown_table(table), flush=True)
+    if table["missing"]:
+        print(f"[experiments] {len(table['missing'])} of {table['runs']} runs not finished, not in the "
+              f"tables: {', '.join(table['missing'])}", flush=True)
     print(f"[experiments] tables in {os.path.abspath(os.path.join(args.out, 'table.md'))} and table.json")
     return 0
 

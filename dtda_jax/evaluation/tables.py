@@ -155,4 +155,7 @@ def markdown_table(table: dict) -> str:
             a = averages.get(variant)
             row.append(f"{100 * a['hter']:.2f} / {100 * a['auc']:.2f}" if a else "-")
         lines.append("| " + " | ".join(row) + " |")
+    if table.get("missing"):
+        lines += ["", f"Not finished, not in the table ({len(table['missing'])} of {table['runs']} runs): "
+                  + ", ".join(table["missing"]) + "."]
     return "\n".join(lines) + "\n"
