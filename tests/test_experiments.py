@@ -40,17 +40,24 @@ def test_tables_are_the_mean_and_std_of_the_runs(sweep):
     assert table["policies"] == [{"threshold_policy": "target_eer", "selection": "best_on_target",
                                   "video_reduce": "mean"}]
     for cell in table["cells"]:
-        reported = [json.loads((out / "tiny_protocol" / cell["variant"] / f"seed{s}" / "results.json")
-                               .read_text())["reported"] for s in (0, 1)]
-        for metric in ("hter", "auc"):
-            values = [r[metric] for r in reported]
-            assert cell[metric]["mean"] == pytest.approx(np.mean(values), abs=1e-12)
-            assert cell[metric]["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-            assert cell[metric]["n"] == 2
+        results = [json.loads((out / "tiny_protocol" / cell["variant"] / f"seed{s}" / "results.json")
+                              .read_text()) for s in (0, 1)]
+        # The reported convention (target EER, best on target) and the deployable one (the last
+        # checkpoint at the source-val threshold).
+        for figures, key, runs in ((cell, "hter", [r["reported"]["hter"] for r in results]),
+                                   (cell, "auc", [r["reported"]["auc"] for r in results]),
+                                   (cell["deployable"], "hter", [r["by_selection"]["last"]["deploy_acer"]
+                                                                 for r in results]),
+                                   (cell["deployable"], "auc", [r["by_selection"]["last"]["auc"] for r in results])):
+            assert figures[key]["mean"] == pytest.approx(np.mean(runs), abs=1e-12)
+            assert figures[key]["std"] == pytest.approx(np.std(runs, ddof=1), abs=1e-12)
+            assert figures[key]["n"] == 2
     markdown = (out / "table.md").read_text()
     assert "HTER threshold: `target_eer`; model selection: `best_on_target`" in markdown
     dat = next(c for c in table["cells"] if c["variant"] == "dat")
     assert f"| dat | {100 * dat['hter']['mean']:.2f} +- {100 * dat['hter']['std']:.2f} /" in markdown
+    deployable = markdown[markdown.index("Deployable: the last checkpoint"):]
+    assert f"| dat | {100 * dat['deployable']['hter']['mean']:.2f} +- " in deployable
 
 
 def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(sweep, monkeypatch, capsys):

@@ -9,7 +9,8 @@ finished runs and resumes an interrupted one from its checkpoint, so a killed sw
 most the steps since the last checkpoint. After the runs, `<out>/table.md` and
 `<out>/table.json` hold HTER and AUC per variant and protocol as mean +- standard deviation
 over seeds (sample std, ddof=1; "n=1" when one seed), with the threshold and model-selection
-policies stated above the table. `--report_only` rebuilds the tables from what has finished.
+policies stated above the table, and a second table in the deployable convention: the last
+checkpoint, HTER (= ACER) at the threshold chosen on source-val, no target label used. `--report_only` rebuilds the tables from what has finished.
 `--set train.num_steps=200` (repeatable) overrides a config field for the whole sweep.
 
 Spreading a sweep over machines: `--list_cells` prints one command per run ("cell"), and
@@ -120,17 +121,25 @@ def collect(specs: Sequence[RunSpec], out: str) -> dict:
             continue
         results = artifacts.read_json(path)
         reported = results["reported"]
-        cell = cells.setdefault((spec.protocol, spec.variant), {"hter": [], "auc": [], "seeds": []})
+        cell = cells.setdefault((spec.protocol, spec.variant), {"hter": [], "auc": [], "seeds": [],
+                                                                "deploy_hter": [], "deploy_auc": []})
         cell["hter"].append(reported["hter"])
         cell["auc"].append(reported["auc"])
         cell["seeds"].append(spec.seed)
+        last = results["by_selection"].get("last", {})
+        if "deploy_acer" in last:  # runs before the deployable figures were recorded have none
+            cell["deploy_hter"].append(last["deploy_acer"])
+            cell["deploy_auc"].append(last["auc"])
         policies.add((results["threshold_policy"], results["selection"], results["video_reduce"]))
     protocols = list(dict.fromkeys(s.protocol for s in specs))
     variants = list(dict.fromkeys(s.variant for s in specs))
     table = {"protocols": protocols, "variants": variants, "cells": [], "average": []}
     for (protocol, variant), cell in cells.items():
+        deployable = (None if len(cell["deploy_hter"]) != len(cell["seeds"]) else
+                      {"hter": mean_std(cell["deploy_hter"]), "auc": mean_std(cell["deploy_auc"])})
         table["cells"].append({"protocol": protocol, "variant": variant, "seeds": cell["seeds"],
-                               "hter": mean_std(cell["hter"]), "auc": mean_std(cell["auc"])})
+                               "hter": mean_std(cell["hter"]), "auc": mean_std(cell["auc"]),
+                               "deployable": deployable})
     for variant in variants:  # the mean over protocols, only where every protocol finished
         per_protocol = [c for c in table["cells"] if c["variant"] == variant]
         if len(per_protocol) == len(protocols) and len(protocols) > 1:

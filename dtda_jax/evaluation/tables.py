@@ -136,26 +136,34 @@ def _cell_text(cell: dict | None) -> str:
 
 
 def markdown_table(table: dict) -> str:
-    """Variants as rows, protocols as columns, cells "HTER / AUC (%)"; a policy line on top."""
-    cells = {(c["protocol"], c["variant"]): c for c in table["cells"]}
-    averages = {a["variant"]: a for a in table["average"]}
-    with_average = bool(averages)
-    header = ["variant", *table["protocols"], *(["average"] if with_average else [])]
+    """Variants as rows, protocols as columns, cells "HTER / AUC (%)": the runs' reported
+    convention (policy lines on top), then, where the runs recorded it, the deployable one."""
     lines = []
     for p in table["policies"]:
         lines.append(f"HTER threshold: `{p['threshold_policy']}`; model selection: `{p['selection']}`; "
                      f"video score: `{p['video_reduce']}` of frame live probabilities.")
     lines.append("Cells: HTER % / AUC %, mean +- std over seeds (n = seeds).")
-    lines.append("")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for variant in table["variants"]:
-        row = [variant, *(_cell_text(cells.get((p, variant))) for p in table["protocols"])]
-        if with_average:
-            a = averages.get(variant)
-            row.append(f"{100 * a['hter']:.2f} / {100 * a['auc']:.2f}" if a else "-")
-        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", *_variant_rows(table, lambda c: c)]
+    if any(c.get("deployable") for c in table["cells"]):
+        lines += ["", "Deployable: the last checkpoint, HTER (= ACER) at the threshold chosen on the "
+                  "source domains' held-out videos (their EER), no target label used.", "",
+                  *_variant_rows(table, lambda c: c.get("deployable"), averages=False)]
     if table.get("missing"):
         lines += ["", f"Not finished, not in the table ({len(table['missing'])} of {table['runs']} runs): "
                   + ", ".join(table["missing"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _variant_rows(table: dict, figures, averages: bool = True) -> list[str]:
+    """The markdown rows of one convention; `figures(cell)` picks its HTER / AUC entries."""
+    cells = {(c["protocol"], c["variant"]): figures(c) for c in table["cells"]}
+    means = {a["variant"]: a for a in table["average"]} if averages else {}
+    header = ["variant", *table["protocols"], *(["average"] if means else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant in table["variants"]:
+        row = [variant, *(_cell_text(cells.get((p, variant))) for p in table["protocols"])]
+        if means:
+            a = means.get(variant)
+            row.append(f"{100 * a['hter']:.2f} / {100 * a['auc']:.2f}" if a else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
