@@ -6,7 +6,7 @@ A bundle is the folder `python -m dtda_jax.export` writes:
                        where it came from, and the sha256 of every file below
     model.onnx         the student: uint8 NHWC face crops -> live probability, batch dynamic
     model.stablehlo    the same function serialised by `jax.export` (reload with JAX alone)
-    mtcnn_pnet.onnx, mtcnn_rnet.onnx, mtcnn_onet.onnx   MTCNN's nets (when the run detected faces)
+    mtcnn_pnet.onnx, mtcnn_rnet.onnx, mtcnn_onet.onnx   MTCNN's nets (also for a synthetic run: --detect)
     README.md          for someone who has only the bundle
 
 `open_bundle` checks the folder before anything runs: every file bundle.json lists is present
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -132,10 +132,6 @@ class Bundle:
         if len(crops) == 0:
             return np.zeros(0, np.float32)
         return self.student.run(None, {STUDENT_INPUT: np.ascontiguousarray(crops, np.uint8)})[0]
-
-    def score_fn(self) -> Callable:
-        """`(variables, crops) -> scores`, the shape predict's batching calls."""
-        return lambda _variables, crops: self.score(np.asarray(crops))
 
     def mtcnn(self, min_face_size: float) -> MTCNN:
         if self.nets is None:
