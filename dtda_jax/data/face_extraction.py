@@ -125,13 +125,23 @@ class Detector:
         self.settings = settings
         self.mtcnn = mtcnn or mtcnn_lib.MTCNN(min_face_size=settings.min_face_size)
 
-    def largest_faces(self, frames: Sequence[np.ndarray]) -> list[tuple | None]:
-        """Per frame: (box, landmarks, score) of the largest face at full resolution, or None."""
+    def largest_faces(self, frames: Sequence[np.ndarray], region: tuple | None = None,
+                      min_level_face: float | None = None) -> list[tuple | None]:
+        """Per frame: (box, landmarks, score) of the largest face at full resolution, or None.
+
+        `region` (y0, y1, x0, x1) and `min_level_face`, in the frames' pixels, search near a
+        known face only (`MTCNN.detect`; what the stream's tracker asks)."""
         from dtda_jax.faces.crop import largest_face
 
         inputs = [detection_input(f, self.settings.detect_max_side) for f in frames]
+        if region is None and min_level_face is None:
+            found = self.mtcnn.detect([x for x, _ in inputs]) if frames else []
+        else:  # in each frame's detection pixels
+            found = [self.mtcnn.detect([x], min_level_face=None if min_level_face is None else min_level_face * scale,
+                                       region=None if region is None else tuple(v * scale for v in region))[0]
+                     for x, scale in inputs]
         out = []
-        for (_, scale), det in zip(inputs, self.mtcnn.detect([x for x, _ in inputs]) if frames else []):
+        for (_, scale), det in zip(inputs, found):
             i = largest_face(det)
             out.append(None if i is None else
                        (det.boxes[i] / scale, det.landmarks[i] / scale, float(det.scores[i])))

@@ -35,7 +35,7 @@ _INLINED = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custo
 _IDENTITY = ("stop_gradient", "copy", "copy_p", "optimization_barrier")
 _UNARY = {"exp": "Exp", "log": "Log", "neg": "Neg", "abs": "Abs", "sqrt": "Sqrt", "tanh": "Tanh",
           "logistic": "Sigmoid", "erf": "Erf", "sign": "Sign", "floor": "Floor", "ceil": "Ceil",
-          "not": "Not", "is_finite": None}
+          "not": "Not"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
            "pow": "Pow", "eq": "Equal", "gt": "Greater", "ge": "GreaterOrEqual", "lt": "Less",
            "le": "LessOrEqual", "and": "And", "or": "Or", "xor": "Xor"}
@@ -242,7 +242,7 @@ class _GraphBuilder:
                 out = translate(eqn, *inputs)
             elif name in _IDENTITY:
                 out = self.add("Identity", inputs[:1])
-            elif name in _UNARY and _UNARY[name]:
+            elif name in _UNARY:
                 out = self.add(_UNARY[name], inputs[:1])
             elif name in _BINARY:
                 out = self.add(_BINARY[name], inputs)

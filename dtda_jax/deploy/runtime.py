@@ -123,10 +123,6 @@ class Bundle:
     student: Any  # onnxruntime.InferenceSession
     nets: Nets | None
 
-    @property
-    def image_size(self) -> int:
-        return int(self.manifest["model"]["input"]["shape"][1])
-
     def score(self, crops: np.ndarray) -> np.ndarray:
         """Live probabilities of uint8 face crops (n, S, S, 3)."""
         if len(crops) == 0:

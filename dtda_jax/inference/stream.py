@@ -107,36 +107,28 @@ class FaceTracker:
     def __init__(self, detector, redetect: int = 15, region: float = 3.0, smallest: float = 0.5):
         self.detector, self.settings = detector, detector.settings
         self.redetect, self.region, self.smallest = redetect, region, smallest
-        self.box: np.ndarray | None = None  # the last face's box, detection-size pixels
+        self.box: np.ndarray | None = None  # the last face's box, the frame's pixels
         self.since_whole = 0
 
     def largest_faces(self, frames) -> list[tuple | None]:
         return [self.largest_face(frame) for frame in frames]
 
     def largest_face(self, frame: np.ndarray) -> tuple | None:
-        from dtda_jax.data.face_extraction import detection_input
-        from dtda_jax.faces.crop import largest_face
-
-        mtcnn = getattr(self.detector, "mtcnn", None)
-        if mtcnn is None:  # whole images (a synthetic-benchmark run): nothing to track
+        if not hasattr(self.detector, "mtcnn"):  # whole images (a synthetic-benchmark run)
             return self.detector.largest_faces([frame])[0]
-        x, scale = detection_input(frame, self.settings.detect_max_side)
-        found = None
+        hit = None
         if self.box is not None and self.since_whole < self.redetect:
             b = self.box
             side, centre = max(b[2] - b[0], b[3] - b[1]) * self.region / 2, (b[:2] + b[2:]) / 2
             region = (centre[1] - side, centre[1] + side, centre[0] - side, centre[0] + side)
-            smallest = self.smallest * min(b[2] - b[0], b[3] - b[1])
-            (found,) = mtcnn.detect([x], min_level_face=smallest, region=region)
+            (hit,) = self.detector.largest_faces([frame], region=region,
+                                                 min_level_face=self.smallest * min(b[2] - b[0], b[3] - b[1]))
             self.since_whole += 1
-            if largest_face(found) is None:
-                found = None
-        if found is None:
-            (found,) = mtcnn.detect([x])
+        if hit is None:
+            (hit,) = self.detector.largest_faces([frame])
             self.since_whole = 1
-        i = largest_face(found)
-        self.box = None if i is None else found.boxes[i]
-        return None if i is None else (found.boxes[i] / scale, found.landmarks[i] / scale, float(found.scores[i]))
+        self.box = None if hit is None else hit[0]
+        return hit
 
 
 def score_frame(frame: np.ndarray, scorer, tracker) -> tuple[list[float] | None, float | None]:
