@@ -22,6 +22,7 @@ from dtda_jax.core.logs import MetricWriter, format_duration
 from dtda_jax.core.loop import StopAt
 from dtda_jax.core.sharding import make_mesh
 from dtda_jax.data import pipeline
+from dtda_jax.evaluation import intervals
 from dtda_jax.evaluation.tables import format_results_table
 from dtda_jax.methods.common import RunContext
 
@@ -83,6 +84,9 @@ def report(config, workdir: str, method, protocol, outcome, variant: str, t_star
         **details,
         "wall_time_s_this_process": time.perf_counter() - t_start,
     }
+    if artifacts.writes_files():  # the process that saved the scores
+        for selection, r in by_selection.items():
+            r["intervals"] = video_intervals(intervals.saved_run_scores(workdir, results, selection))
     path = os.path.join(workdir, "results.json")
     artifacts.write_json(path, results)
     print_results(results)
@@ -90,6 +94,14 @@ def report(config, workdir: str, method, protocol, outcome, variant: str, t_star
     print(f"[run] done in {format_duration(time.perf_counter() - t_start)}; results in "
           f"{os.path.abspath(path)}", flush=True)
     return results
+
+
+def video_intervals(run: intervals.RunScores) -> dict[str, list[float]]:
+    """A checkpoint's 95% bootstrap intervals over the target's (and source-val's) videos:
+    AUC, HTER at the target's EER, ACER at the source-val EER threshold."""
+    paper, deployable = (intervals.video_interval(run, c) for c in ("paper", "deployable"))
+    return {"auc": list(paper["auc"]), "hter_target_eer": list(paper["hter"]),
+            "acer_source_val_threshold": list(deployable["hter"])}
 
 
 def print_results(results: dict) -> None:
@@ -104,3 +116,14 @@ def print_results(results: dict) -> None:
           "domains' held-out videos (their EER), no target label used: what a deployed model does "
           "on the unseen domain (python -m dtda_jax.export picks its operating point the same way).",
           flush=True)
+    level = round(100 * intervals.LEVEL)
+    for selection, r in results["by_selection"].items():
+        if "intervals" in r:
+            i = r["intervals"]
+            print(f"{level}% bootstrap interval over the videos, {selection}@{r['step']}: AUC "
+                  f"{_span(i['auc'])}, HTER at the target EER {_span(i['hter_target_eer'])}, ACER at the "
+                  f"src-val thr {_span(i['acer_source_val_threshold'])}", flush=True)
+
+
+def _span(interval) -> str:
+    return f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"

@@ -166,6 +166,21 @@ def test_assignments_and_set_field():
             config_lib.set_field(c, field, 1)
     with pytest.raises(ValueError, match="train.num_steps"):
         config_lib.set_field(c, "train.num_steps", "abc")
+    # A free-form subtree takes new keys (the runner's --set of the benchmark's size); a wrong
+    # one is named by validation.
+    config_lib.set_field(c, "data.synthetic_overrides.test_identities_per_domain", 3)
+    assert c.data.synthetic_overrides.test_identities_per_domain == 3
+    config_lib.validate_config(c)
+    config_lib.set_field(c, "data.synthetic_overrides.test_identities", 3)
+    with pytest.raises(config_lib.ConfigError, match=r"data.synthetic_overrides.*test_identities"):
+        config_lib.validate_config(c)
+
+
+def test_synthetic_count_fields_are_the_benchmarks():
+    from dtda_jax.config.common import SYNTHETIC_COUNTS
+    from dtda_jax.data.synthetic import benchmark
+
+    assert set(SYNTHETIC_COUNTS) == set(benchmark._DEFAULTS)
 
 
 # ---------------------------------------------------------------------------------- run records

@@ -8,7 +8,6 @@ import pytest
 
 from dtda_jax import train
 from dtda_jax.analysis import experiments
-from dtda_jax.evaluation.tables import mean_std
 
 PROTOCOL_FILE = '''
 from tests.conftest import tiny_config
@@ -39,25 +38,63 @@ def test_tables_are_the_mean_and_std_of_the_runs(sweep):
     assert table["protocols"] == ["tiny_protocol"] and table["variants"] == ["baseline", "dat"]
     assert table["policies"] == [{"threshold_policy": "target_eer", "selection": "best_on_target",
                                   "video_reduce": "mean"}]
-    for cell in table["cells"]:
-        results = [json.loads((out / "tiny_protocol" / cell["variant"] / f"seed{s}" / "results.json")
-                              .read_text()) for s in (0, 1)]
-        # The reported convention (target EER, best on target) and the deployable one (the last
-        # checkpoint at the source-val threshold).
-        for figures, key, runs in ((cell, "hter", [r["reported"]["hter"] for r in results]),
-                                   (cell, "auc", [r["reported"]["auc"] for r in results]),
-                                   (cell["deployable"], "hter", [r["by_selection"]["last"]["deploy_acer"]
-                                                                 for r in results]),
-                                   (cell["deployable"], "auc", [r["by_selection"]["last"]["auc"] for r in results])):
-            assert figures[key]["mean"] == pytest.approx(np.mean(runs), abs=1e-12)
-            assert figures[key]["std"] == pytest.approx(np.std(runs, ddof=1), abs=1e-12)
-            assert figures[key]["n"] == 2
+    assert table["baseline"] == "baseline"
+
+    def runs(variant):
+        return [json.loads((out / "tiny_protocol" / variant / f"seed{s}" / "results.json").read_text())
+                for s in (0, 1)]
+
+    # Recomputed from the saved scores, both conventions equal what the runs reported: the
+    # paper's (target EER, best on target) and the deployable one (the last checkpoint at the
+    # source-val threshold).
+    def figures(results):
+        return {("paper", "hter"): [r["by_selection"]["best_on_target"]["hter"] for r in results],
+                ("paper", "auc"): [r["by_selection"]["best_on_target"]["auc"] for r in results],
+                ("deployable", "hter"): [r["by_selection"]["last"]["deploy_acer"] for r in results],
+                ("deployable", "auc"): [r["by_selection"]["last"]["auc"] for r in results]}
+
+    cells = {c["variant"]: c for c in table["cells"]}
+    base = figures(runs("baseline"))
+    for variant, cell in cells.items():
+        assert cell["seeds"] == [0, 1]
+        for (convention, metric), values in figures(runs(variant)).items():
+            entry = cell[convention][metric]
+            assert entry["mean"] == pytest.approx(np.mean(values), abs=1e-12)
+            assert entry["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+            assert entry["n"] == 2 and entry["low"] <= entry["high"]
+            diff = cell[convention]["diff"]
+            if variant == "baseline":
+                assert diff is None
+            else:  # paired by seed
+                paired = np.mean(np.subtract(values, base[convention, metric]))
+                assert diff[metric]["mean"] == pytest.approx(paired, abs=1e-12)
+                assert diff[metric]["low"] <= diff[metric]["high"]
+    assert set(table["resolution"]["tiny_protocol"]) == {"paper", "deployable"}
     markdown = (out / "table.md").read_text()
-    assert "HTER threshold: `target_eer`; model selection: `best_on_target`" in markdown
-    dat = next(c for c in table["cells"] if c["variant"] == "dat")
-    assert f"| dat | {100 * dat['hter']['mean']:.2f} +- {100 * dat['hter']['std']:.2f} /" in markdown
-    deployable = markdown[markdown.index("Deployable: the last checkpoint"):]
+    assert "HTER threshold `target_eer`, model selection `best_on_target`" in markdown
+    dat = cells["dat"]
+    paper = markdown[markdown.index("Paper convention"):markdown.index("Deployable convention")]
+    assert f"| dat | {100 * dat['paper']['hter']['mean']:.2f} +- {100 * dat['paper']['hter']['std']:.2f} /" in paper
+    deployable = markdown[markdown.index("Deployable convention"):markdown.index("bootstrap intervals")]
     assert f"| dat | {100 * dat['deployable']['hter']['mean']:.2f} +- " in deployable
+    intervals_part = markdown[markdown.index("bootstrap intervals"):]
+    h = dat["deployable"]["hter"]
+    assert f"[{100 * h['low']:.2f}, {100 * h['high']:.2f}]" in intervals_part
+    assert "paired difference to `baseline`" in intervals_part and "| baseline |" in intervals_part
+
+
+def test_a_run_without_its_scores_is_named(sweep, tmp_path, capsys):
+    """A finished run whose per-video scores are gone cannot enter the tables: one line."""
+    import shutil
+
+    argv, out = sweep
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "tiny_protocol" / "dat" / "seed1" / "scores")
+    moved = [a if not a.startswith("--out=") else f"--out={copy}" for a in argv]
+    assert experiments.main([*moved, "--report_only"]) == 2
+    err = capsys.readouterr().err
+    assert "dat/seed1: no saved per-video scores" in err and "rerun the sweep" in err
 
 
 def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(sweep, monkeypatch, capsys):
@@ -129,14 +166,12 @@ def test_missing_config_file(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_parse_overrides_and_mean_std():
+def test_parse_overrides():
     assert experiments.parse_overrides(["train.num_steps=200", "optim.schedule=cosine",
                                         "data.source_domains=('a', 'b')"]) == {
         "train.num_steps": 200, "optim.schedule": "cosine", "data.source_domains": ("a", "b")}
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         experiments.parse_overrides(["train.num_steps"])
-    assert mean_std([0.1]) == {"mean": 0.1, "std": 0.0, "n": 1}
-    assert mean_std([1.0, 3.0])["std"] == pytest.approx(np.sqrt(2.0))
 
 
 def test_figures_of_the_sweep(sweep, tmp_path, capsys):

@@ -37,7 +37,11 @@ from dtda_jax import config as config_lib
 from dtda_jax import methods
 from dtda_jax.core import artifacts
 from dtda_jax.core.errors import UserError
-from dtda_jax.evaluation.tables import markdown_table, mean_std
+from dtda_jax.evaluation import intervals
+from dtda_jax.evaluation.tables import markdown_table
+
+# The variant every other one is compared with, per method (the first of these in the sweep).
+BASELINES = tuple(methods.config_module(name).BASELINE_VARIANT for name in methods.NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,44 +112,60 @@ def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) ->
 # Tables
 
 
-def collect(specs: Sequence[RunSpec], out: str) -> dict:
-    """Per protocol and variant: HTER/AUC over the finished seeds, plus the policies used and
-    the runs not finished yet."""
-    cells: dict[tuple[str, str], dict[str, list]] = {}
-    policies = set()
-    missing = []
+def run_scores(workdir: str, results: dict, selection: str) -> intervals.RunScores:
+    try:
+        return intervals.saved_run_scores(workdir, results, selection)
+    except FileNotFoundError as err:
+        raise UserError(f"{workdir}: no saved per-video scores of its {selection} checkpoint "
+                        f"({err.filename}), which the tables need; the run predates them or lost them: "
+                        "delete its folder and rerun the sweep to retrain it.") from None
+
+
+CONVENTION_CHECKPOINT = {"paper": "best_on_target", "deployable": "last"}
+
+
+def collect(specs: Sequence[RunSpec], out: str, replicates: int = intervals.DEFAULT_REPLICATES) -> dict:
+    """Per protocol and variant, both conventions: HTER/AUC mean +- std over seeds, their 95%
+    bootstrap intervals over videos and seeds, and the paired difference to the method's
+    baseline variant; the policies the runs used and the runs not finished yet."""
+    finished: dict[tuple[str, str], dict[int, dict]] = {}
+    policies, missing = set(), []
     for spec in specs:
-        path = os.path.join(spec.workdir(out), "results.json")
-        if not os.path.exists(path):
-            missing.append(os.path.relpath(spec.workdir(out), out))
+        workdir = spec.workdir(out)
+        if not is_finished(workdir):
+            missing.append(os.path.relpath(workdir, out))
             continue
-        results = artifacts.read_json(path)
-        reported = results["reported"]
-        cell = cells.setdefault((spec.protocol, spec.variant), {"hter": [], "auc": [], "seeds": [],
-                                                                "deploy_hter": [], "deploy_auc": []})
-        cell["hter"].append(reported["hter"])
-        cell["auc"].append(reported["auc"])
-        cell["seeds"].append(spec.seed)
-        last = results["by_selection"].get("last", {})
-        if "deploy_acer" in last:  # runs before the deployable figures were recorded have none
-            cell["deploy_hter"].append(last["deploy_acer"])
-            cell["deploy_auc"].append(last["auc"])
+        results = artifacts.read_json(os.path.join(workdir, "results.json"))
+        finished.setdefault((spec.protocol, spec.variant), {})[spec.seed] = {
+            c: run_scores(workdir, results, checkpoint) for c, checkpoint in CONVENTION_CHECKPOINT.items()}
         policies.add((results["threshold_policy"], results["selection"], results["video_reduce"]))
     protocols = list(dict.fromkeys(s.protocol for s in specs))
     variants = list(dict.fromkeys(s.variant for s in specs))
-    table = {"protocols": protocols, "variants": variants, "cells": [], "average": []}
-    for (protocol, variant), cell in cells.items():
-        deployable = (None if len(cell["deploy_hter"]) != len(cell["seeds"]) else
-                      {"hter": mean_std(cell["deploy_hter"]), "auc": mean_std(cell["deploy_auc"])})
-        table["cells"].append({"protocol": protocol, "variant": variant, "seeds": cell["seeds"],
-                               "hter": mean_std(cell["hter"]), "auc": mean_std(cell["auc"]),
-                               "deployable": deployable})
+    baseline = next((v for v in variants if v in BASELINES), None)
+    table = {"protocols": protocols, "variants": variants, "baseline": baseline, "cells": [],
+             "average": [], "resolution": {}, "replicates": replicates, "level": intervals.LEVEL}
+    for protocol in protocols:
+        present = [v for v in variants if (protocol, v) in finished]
+        if not present:
+            continue
+        # The pairing needs the same seeds in every variant: the seeds all of them finished.
+        seeds = sorted(set.intersection(*(set(finished[protocol, v]) for v in present)))
+        if not seeds:
+            continue
+        base = baseline if baseline in present else None
+        compared = {c: intervals.compare({v: [finished[protocol, v][k][c] for k in seeds] for v in present},
+                                         c, base, replicates=replicates)
+                    for c in intervals.CONVENTIONS}
+        table["resolution"][protocol] = {c: intervals.resolution(compared[c]) for c in intervals.CONVENTIONS}
+        for v in present:
+            table["cells"].append({"protocol": protocol, "variant": v, "seeds": seeds,
+                                   **{c: compared[c][v] for c in intervals.CONVENTIONS}})
     for variant in variants:  # the mean over protocols, only where every protocol finished
         per_protocol = [c for c in table["cells"] if c["variant"] == variant]
         if len(per_protocol) == len(protocols) and len(protocols) > 1:
-            table["average"].append({"variant": variant,
-                                     "hter": float(np.mean([c["hter"]["mean"] for c in per_protocol])),
-                                     "auc": float(np.mean([c["auc"]["mean"] for c in per_protocol]))})
+            table["average"].append({"variant": variant, **{
+                c: {m: float(np.mean([cell[c][m]["mean"] for cell in per_protocol])) for m in intervals.METRICS}
+                for c in intervals.CONVENTIONS}})
     table["policies"] = [{"threshold_policy": t, "selection": s, "video_reduce": r}
                          for t, s, r in sorted(policies)]
     table["runs"], table["missing"] = len(specs), missing

@@ -9,16 +9,12 @@ import ml_collections
 
 from dtda_jax import methods
 from dtda_jax.config.common import PAPER_PROTOCOLS, common_config, flatten, validate_common
-from dtda_jax.config.overrides import load_base, load_config_file, parse_assignment, set_field
+from dtda_jax.config.overrides import FREE_FORM_FIELDS, load_base, load_config_file, parse_assignment, set_field
 from dtda_jax.core.errors import ConfigError
 
 __all__ = ["ConfigError", "PAPER_PROTOCOLS", "common_config", "default_config", "validate_config",
            "apply_variant", "switches", "variant_name", "load_base", "load_config_file", "parse_assignment",
            "set_field"]
-
-# Subtrees whose fields are free-form (checked where they are used).
-FREE_FORM_FIELDS = ("data.synthetic_overrides",)
-
 
 def default_config(method: str = "dtda") -> ml_collections.ConfigDict:
     """Every field of `method`'s configs with its default."""

@@ -37,6 +37,9 @@ PAPER_PROTOCOLS = {
 }
 
 
+# The built-in benchmark's size fields that data.synthetic_overrides may set (SyntheticFasConfig).
+SYNTHETIC_COUNTS = ("train_identities_per_domain", "test_identities_per_domain", "frames_per_video")
+
 def common_config(method: str) -> ml_collections.ConfigDict:
     """The shared sections with their defaults (the built-in benchmark at 256 x 256)."""
     c = ml_collections.ConfigDict()
@@ -146,6 +149,8 @@ def validate_common(c: ml_collections.ConfigDict) -> None:
             f"must be in [0, 0.5), got {d.augment_crop_padding}.")
     require(len(d.source_splits) > 0 and len(d.target_splits) > 0, "data.source_splits/target_splits",
             "must name at least one split each.")
+    unknown = sorted(set(d.synthetic_overrides) - set(SYNTHETIC_COUNTS))
+    require(not unknown, "data.synthetic_overrides", f"has no field {unknown}; its fields are {SYNTHETIC_COUNTS}.")
     require(c.train.num_steps >= 1, "train.num_steps", f"must be >= 1, got {c.train.num_steps}.")
     for name in ("log_every", "eval_every", "checkpoint_every"):
         require(c.train[name] >= 1, f"train.{name}", f"must be >= 1, got {c.train[name]}.")

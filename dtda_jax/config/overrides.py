@@ -13,6 +13,9 @@ import ml_collections
 
 from dtda_jax.core.errors import ConfigError
 
+# Subtrees whose fields are free-form (checked where they are used): `--set` may add keys there.
+FREE_FORM_FIELDS = ("data.synthetic_overrides",)
+
 
 def load_module(path: str) -> ModuleType:
     """Imports a config file by its path (config files are not a package)."""
@@ -55,7 +58,8 @@ def parse_assignment(assignment: str, example: str = "train.num_steps=200") -> t
 
 
 def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
-    """`config.<field> = value` for a dotted field such as "train.num_steps". KeyError when the
+    """`config.<field> = value` for a dotted field such as "train.num_steps" (or a new key of a
+    free-form subtree, e.g. "data.synthetic_overrides.test_identities_per_domain"). KeyError when the
     config has no such field (the caller names it); ValueError when the value's type does
     not fit the field."""
     *parents, key = field.split(".")
@@ -64,7 +68,8 @@ def set_field(config: ml_collections.ConfigDict, field: str, value: Any) -> None
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             raise KeyError(field)
         node = node[part]
-    if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+    free_form = ".".join(parents) in FREE_FORM_FIELDS
+    if not isinstance(node, ml_collections.ConfigDict) or (key not in node and not free_form):
         raise KeyError(field)
     try:
         node[key] = value

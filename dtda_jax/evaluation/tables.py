@@ -120,50 +120,100 @@ def format_results_table(
 # Sweep tables (python -m dtda_jax.experiments)
 
 
-def mean_std(values: Sequence[float]) -> dict[str, float | int]:
-    values = np.asarray(values, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "n": int(len(values))}
+CONVENTION_TITLES = {
+    "paper": "Paper convention: threshold at the target's own EER, the checkpoint that was best on the "
+             "target (what the literature reports; it uses the target's labels)",
+    "deployable": "Deployable convention: the last checkpoint, HTER (= ACER) at the threshold chosen on "
+                  "the source domains' held-out videos (their EER); no target label used",
+}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _mean_std_text(figure: dict) -> str:
+    spread = f" +- {_pct(figure['std'])}" if figure["n"] > 1 else ""
+    return f"{_pct(figure['mean'])}{spread}"
 
 
 def _cell_text(cell: dict | None) -> str:
     if cell is None:
         return "-"
-    h, a = cell["hter"], cell["auc"]
-    spread = f" +- {100 * h['std']:.2f}" if h["n"] > 1 else ""
-    auc_spread = f" +- {100 * a['std']:.2f}" if a["n"] > 1 else ""
-    return f"{100 * h['mean']:.2f}{spread} / {100 * a['mean']:.2f}{auc_spread} (n={h['n']})"
+    return f"{_mean_std_text(cell['hter'])} / {_mean_std_text(cell['auc'])} (n={cell['hter']['n']})"
+
+
+def _interval_text(figure: dict) -> str:
+    return f"{_mean_std_text(figure)} [{_pct(figure['low'])}, {_pct(figure['high'])}]"
+
+
+def _difference_text(diff: dict | None) -> str:
+    """"-3.10 [-5.20, -1.05]", in bold when the interval excludes 0 (established)."""
+    if diff is None:
+        return "(baseline)"
+    text = f"{100 * diff['mean']:+.2f} [{100 * diff['low']:+.2f}, {100 * diff['high']:+.2f}]"
+    return f"**{text}**" if diff["established"] else text
 
 
 def markdown_table(table: dict) -> str:
-    """Variants as rows, protocols as columns, cells "HTER / AUC (%)": the runs' reported
-    convention (policy lines on top), then, where the runs recorded it, the deployable one."""
-    lines = []
-    for p in table["policies"]:
-        lines.append(f"HTER threshold: `{p['threshold_policy']}`; model selection: `{p['selection']}`; "
-                     f"video score: `{p['video_reduce']}` of frame live probabilities.")
-    lines.append("Cells: HTER % / AUC %, mean +- std over seeds (n = seeds).")
-    lines += ["", *_variant_rows(table, lambda c: c)]
-    if any(c.get("deployable") for c in table["cells"]):
-        lines += ["", "Deployable: the last checkpoint, HTER (= ACER) at the threshold chosen on the "
-                  "source domains' held-out videos (their EER), no target label used.", "",
-                  *_variant_rows(table, lambda c: c.get("deployable"), averages=False)]
+    """The sweep's tables: per convention, variants x protocols (HTER / AUC mean +- std over
+    seeds); then per protocol, both conventions with 95% bootstrap intervals and the paired
+    difference of each variant to the baseline."""
+    lines = [f"Run settings: HTER threshold `{p['threshold_policy']}`, model selection `{p['selection']}`, "
+             f"video score `{p['video_reduce']}` of frame live probabilities." for p in table["policies"]]
+    lines.append("Both conventions are recomputed from every run's saved per-video scores. Cells: "
+                 "HTER % / AUC %, mean +- std over seeds (n = seeds).")
+    for convention, title in CONVENTION_TITLES.items():
+        lines += ["", f"**{title}.**", "", *_variant_rows(table, convention)]
+    level = round(100 * table["level"])
+    for protocol in table["protocols"]:
+        cells = {c["variant"]: c for c in table["cells"] if c["protocol"] == protocol}
+        if not cells:
+            continue
+        seeds = next(iter(cells.values()))["seeds"]
+        baseline = table["baseline"] if table["baseline"] in cells else None
+        heading = (f"**{protocol}: {level}% bootstrap intervals** (over target and source-val videos and "
+                   f"over seeds {', '.join(map(str, seeds))}; {table['replicates']} replicates)")
+        if baseline:
+            heading += (f", and the paired difference to `{baseline}` (same seeds, same videos; **bold**: "
+                        "its interval excludes 0)")
+        lines += ["", heading + ".", ""]
+        header = ["variant"]
+        for convention in CONVENTION_TITLES:
+            header += [f"HTER % {convention}", "diff", f"AUC % {convention}", "diff"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for variant, cell in cells.items():
+            row = [variant]
+            for convention in CONVENTION_TITLES:
+                figures = cell[convention]
+                diff = figures["diff"] or {}
+                row += [_interval_text(figures["hter"]),
+                        _difference_text(diff.get("hter")) if baseline else "-",
+                        _interval_text(figures["auc"]),
+                        _difference_text(diff.get("auc")) if baseline else "-"]
+            lines.append("| " + " | ".join(row) + " |")
+        resolution = table["resolution"].get(protocol, {})
+        if baseline and all(resolution.get(c) is not None for c in CONVENTION_TITLES):
+            lines += ["", f"Resolution with {len(seeds)} seeds: a paired HTER difference smaller than about "
+                      + " / ".join(f"{_pct(resolution[c])} ({c})" for c in CONVENTION_TITLES)
+                      + f" points (the median half-width of the {level}% intervals above) cannot be told "
+                      "from 0."]
     if table.get("missing"):
         lines += ["", f"Not finished, not in the table ({len(table['missing'])} of {table['runs']} runs): "
                   + ", ".join(table["missing"]) + "."]
     return "\n".join(lines) + "\n"
 
 
-def _variant_rows(table: dict, figures, averages: bool = True) -> list[str]:
-    """The markdown rows of one convention; `figures(cell)` picks its HTER / AUC entries."""
-    cells = {(c["protocol"], c["variant"]): figures(c) for c in table["cells"]}
-    means = {a["variant"]: a for a in table["average"]} if averages else {}
+def _variant_rows(table: dict, convention: str) -> list[str]:
+    """The markdown rows of one convention: variants x protocols, and their average."""
+    cells = {(c["protocol"], c["variant"]): c[convention] for c in table["cells"]}
+    means = {a["variant"]: a[convention] for a in table["average"]}
     header = ["variant", *table["protocols"], *(["average"] if means else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in table["variants"]:
         row = [variant, *(_cell_text(cells.get((p, variant))) for p in table["protocols"])]
         if means:
             a = means.get(variant)
-            row.append(f"{100 * a['hter']:.2f} / {100 * a['auc']:.2f}" if a else "-")
+            row.append(f"{_pct(a['hter'])} / {_pct(a['auc'])}" if a else "-")
         lines.append("| " + " | ".join(row) + " |")
     return lines

@@ -33,6 +33,7 @@ VARIANTS = {
     "dat": dict(use_fr_teacher=True, use_fa_teacher=True, use_domain_attack=False,
                 use_grl_domain_head=True),
 }
+BASELINE_VARIANT = "baseline"  # what the sweep tables compare every other variant with
 DEFAULT_VARIANT = "dtda"
 SWITCHES = "method"  # the section that holds the variants' switches
 VARIANT_LABEL = "variant"  # as error messages call them

@@ -46,6 +46,7 @@ VARIANTS = {
     "kd_feature": dict(report="student", use_decision_kd=False, use_feature_kd=True),
     "kdfas": dict(report="student", use_decision_kd=True, use_feature_kd=True),
 }
+BASELINE_VARIANT = "kd_student"  # what the sweep tables compare every other variant with
 DEFAULT_VARIANT = "kdfas"
 SWITCHES = "kdfas"  # the section that holds the variants' switches
 VARIANT_LABEL = "KDFAS variant"  # as error messages call them

@@ -3,6 +3,8 @@ unless the variant reports the teacher alone; the student that predict scores.""
 
 from __future__ import annotations
 
+import os
+
 from dtda_jax.core.errors import UserError
 from dtda_jax.core.state import parameter_count
 from dtda_jax.methods.common import RunContext
@@ -41,7 +43,10 @@ def train(ctx: RunContext) -> tuple[dict, dict] | None:
         distils = k.use_decision_kd or k.use_feature_kd
         student_info = {"architecture": k.student.to_dict(), "parameters": parameter_count(state.params),
                         "distilled_from": teacher_info["directory"] if distils else None}
-    return {"best_on_target": best_eval, "last": last_eval}, {"teacher": teacher_info, "student": student_info}
+    details = {"teacher": teacher_info, "student": student_info}
+    if k.report == "teacher":  # the reported evaluations' scores/ are in the teacher's cache
+        details["scores_dir"] = os.path.relpath(teacher_info["directory"], ctx.workdir)
+    return {"best_on_target": best_eval, "last": last_eval}, details
 
 
 def scored_model(config):
