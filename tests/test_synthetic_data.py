@@ -155,11 +155,11 @@ def test_interrupted_build_recovers(tmp_path, monkeypatch):
         prepare_synthetic_fas(data_dir, seed=5, **TINY)
     monkeypatch.setattr(benchmark, "render_video", real)
     config_dir = os.path.join(data_dir, "synthetic_fas", cfg.name)
-    assert not os.path.exists(os.path.join(config_dir, "2.0.0")), "no half-written dataset"
+    assert not os.path.exists(os.path.join(config_dir, "1.0.0")), "no half-written dataset"
     # a build killed hard leaves a temporary directory behind: it is cleaned up
-    os.makedirs(os.path.join(config_dir, "incomplete.ABC123_2.0.0"))
+    os.makedirs(os.path.join(config_dir, "incomplete.ABC123_1.0.0"))
     builder = prepare_synthetic_fas(data_dir, seed=5, **TINY)
-    assert sorted(os.listdir(config_dir)) == ["2.0.0"]
+    assert sorted(os.listdir(config_dir)) == ["1.0.0"]
     n = len(dataset_plan(cfg)) * cfg.frames_per_video
     assert len(builder.as_data_source(split="train")) + len(builder.as_data_source(split="test")) == n
 

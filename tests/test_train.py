@@ -56,6 +56,14 @@ def test_full_dtda_run_writes_results(dtda_run):
     assert reported["threshold_policy"] == "target_eer"
     assert saved["by_selection"]["last"]["step"] == 6
     assert results["reported"] == reported
+    # Each checkpoint's bootstrap intervals over the videos, from its saved scores.
+    from dtda_jax.evaluation import intervals
+
+    for selection, r in saved["by_selection"].items():
+        run_scores = intervals.saved_run_scores(workdir, saved, selection)
+        paper, deployable = (intervals.video_interval(run_scores, c) for c in ("paper", "deployable"))
+        assert r["intervals"] == {"auc": list(paper["auc"]), "hter_target_eer": list(paper["hter"]),
+                                  "acer_source_val_threshold": list(deployable["hter"])}
     # The domain classifier was trained first, and the attack lowered its accuracy.
     dc = saved["domain_classifier"]
     assert dc["source_val_domain_acc_attacked"] <= dc["source_val_domain_acc_clean"]

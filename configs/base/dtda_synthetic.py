@@ -1,32 +1,27 @@
 """Base of the DTDA configs on the built-in benchmark (configs/synthetic*.py): leave one
 generated domain out, sized for a 2-core CPU.
 
-The analogue of the paper's Protocol I: train on three domains, test on the fourth. 64 x 64
-images, batches of 3 domains x 2 classes x 8 = 48, the ResNet-18 student at full width, the
-teachers at the benchmark's resolution. The teachers are the project's own: trained first on
-synthetic faces of 240 other people (dtda_jax/teachers/training.py, ~3 minutes, cached in
-data/teachers); with `own_teachers=False` and no converted checkpoint they are random
-networks (the run says so loudly) and the distillation terms act as a fixed random-feature
-regulariser.
+The analogue of the paper's Protocol I: train on three domains, test on the fourth
+(configs/base/synthetic_protocol.py: 16 + 24 people per domain). 64 x 64 images, batches of
+3 domains x 2 classes x 8 = 48, the ResNet-18 student at full width, the teachers at the
+benchmark's resolution. The teachers are the project's own: trained first on synthetic faces
+of 240 other people (dtda_jax/teachers/training.py, ~3 minutes, cached in data/teachers); with
+`own_teachers=False` and no converted checkpoint they are random networks (the run says so
+loudly) and the distillation terms act as a fixed random-feature regulariser.
 """
 
-from dtda_jax.config import apply_variant
+from dtda_jax.config import apply_variant, load_base
 from dtda_jax.methods.dtda import config as dtda
 
-DOMAINS = ("studio", "webcam", "phone", "kiosk")  # dtda_jax/data/synthetic/domains.py
+protocol = load_base(__file__, "synthetic_protocol.py")
 
 
 def get_config(target: str, variant: str = "dtda", own_teachers: bool = True):
-    if target not in DOMAINS:
-        raise ValueError(f"Unknown target domain {target!r}; the built-in benchmark has {DOMAINS}.")
     c = dtda.default_config()
     apply_variant(c, variant or "dtda")
 
-    # Protocol: three generated domains -> the held-out fourth.
-    c.data.dataset = "synthetic_fas"
-    c.data.source_domains = tuple(d for d in DOMAINS if d != target)
-    c.data.target_domain = target
-    c.data.image_size = 64
+    # Protocol: three generated domains -> the held-out fourth (configs/base/synthetic_protocol.py).
+    protocol.set_protocol(c, target)
     c.data.samples_per_group = 8  # batch 3 x 2 x 8 = 48
     c.data.eval_batch_size = 128
     c.data.augment_flip = True

@@ -7,23 +7,18 @@ parameters) and a 3-block width-96 student (0.36 M), about the ViT-L/ViT-B ratio
 pair teacher blocks 2/4/6 with student blocks 1/2/3.
 """
 
-from dtda_jax.config import apply_variant
+from dtda_jax.config import apply_variant, load_base
 from dtda_jax.methods.kdfas import config as kdfas
 
-DOMAINS = ("studio", "webcam", "phone", "kiosk")  # dtda_jax/data/synthetic/domains.py
+protocol = load_base(__file__, "synthetic_protocol.py")
 
 
 def get_config(target: str, variant: str = "kdfas"):
-    if target not in DOMAINS:
-        raise ValueError(f"Unknown target domain {target!r}; the built-in benchmark has {DOMAINS}.")
     c = kdfas.default_config()
     apply_variant(c, variant or "kdfas")
 
     # Protocol: three generated domains -> the held-out fourth, 64 x 64, batch 3 x 2 x 8 = 48.
-    c.data.dataset = "synthetic_fas"
-    c.data.source_domains = tuple(d for d in DOMAINS if d != target)
-    c.data.target_domain = target
-    c.data.image_size = 64
+    protocol.set_protocol(c, target)
     c.data.samples_per_group = 8
     c.data.eval_batch_size = 128
 
