@@ -192,3 +192,22 @@ def test_figures_of_the_sweep(sweep, tmp_path, capsys):
     assert auc == pytest.approx(reported["auc"], abs=1e-12) and fpr[0] == 0 and tpr[-1] == 1
     assert figures.main([f"--sweep={out}", "--after=dtda", f"--out={tmp_path}"]) == 2
     assert "has not finished" in capsys.readouterr().err
+
+
+def test_domain_probe_of_the_sweep(sweep, capsys):
+    """`python -m dtda_jax.probe` probes every finished run's last checkpoint: per variant and
+    seed a balanced accuracy, the paired difference to the baseline in the markdown."""
+    from dtda_jax.analysis import domain_probe
+
+    _, out = sweep
+    assert domain_probe.main([f"--sweep={out}"]) == 0
+    table = json.loads((out / "domain_probe.json").read_text())
+    assert table["baseline"] == "baseline"
+    runs = table["protocols"]["tiny_protocol"]
+    assert set(runs) == {"baseline", "dat"} and all(set(r) == {"0", "1"} for r in runs.values())
+    for r in (r for variant in runs.values() for r in variant.values()):
+        assert 0.0 <= r["student"] <= 1.0 and 0.0 <= r["pixels"] <= 1.0 and r["domains"] == 4
+    text = (out / "domain_probe.md").read_text()
+    dat = [runs["dat"][s]["student"] - runs["baseline"][s]["student"] for s in ("0", "1")]
+    assert "| tiny_protocol | dat | 2 | " in text and f"{100 * np.mean(dat):+.1f} +- " in text
+    assert "[probe] tiny_protocol dat seed 1" in capsys.readouterr().out
