@@ -5,6 +5,7 @@ steps): one shared training run (`trained` fixture) serves the loss, loading, ca
 report tests.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from dtda_jax.weights import store
 from tests.conftest import TINY_DATA, tiny_config
 
 TINY_CORPUS = fc.CorpusSettings(image_size=32, seed=0, train_identities=5, heldout_identities=3,
-                                videos_per_identity=2, frames_per_video=2)
+                                videos_per_identity=2, frames_per_video=2, capture="random")
 
 
 def tiny_settings():
@@ -88,16 +89,24 @@ def test_corpus_is_deterministic_and_disjoint_from_the_benchmark():
     for split in fc.SPLITS:
         for field in ("images", "identity", "attributes", "domain", "video_id"):
             np.testing.assert_array_equal(getattr(a[split], field), getattr(b[split], field))
-    train, held = a["train"], a["heldout"]
-    assert len(train) == 5 * 4 and len(held) == 3 * 4
+    train, held, cams = a["train"], a["heldout"], a["heldout_cameras"]
+    assert len(train) == 5 * 4 and len(held) == 3 * 4 and len(cams) == 3 * 4 * 2
+    assert [len(a[s]) for s in fc.SPLITS] == [TINY_CORPUS.num_frames(s) for s in fc.SPLITS]
     assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
-    assert not set(train.identity) & set(held.identity)
-    assert set(np.unique(np.r_[train.domain, held.domain])) == {0, 1, 2, 3}
+    assert not set(train.identity) & set(held.identity) and set(cams.identity) == set(held.identity)
+    # Random capture: no benchmark camera in training; the held-out people through all four.
+    assert set(np.r_[train.domain, held.domain]) == {fc.RANDOM_CAPTURE}
+    assert sorted(cams.domain[::2]) == sorted(np.tile(np.arange(4), 3))
     labels, k = train.class_labels()
     assert k == 5 and set(labels) == set(range(5))
+    cameras = fc.render_face_corpus(dataclasses.replace(TINY_CORPUS, capture="benchmark_cameras"),
+                                    log=lambda _: None)
+    assert set(np.unique(np.r_[cameras["train"].domain, cameras["heldout"].domain])) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(cameras["heldout_cameras"].images, cams.images)  # the same people
 
     ids = np.r_[train.identity, held.identity]
-    videos = np.r_[train.video_id, held.video_id]
+    videos = np.r_[train.video_id, held.video_id, cams.video_id]
+    assert len(set(videos)) == len(set(train.video_id)) + len(set(held.video_id)) + len(set(cams.video_id))
     for cfg in (synthetic_fas.SyntheticFasConfig(image_size=64, seed=0),
                 synthetic_fas.SyntheticFasConfig(image_size=32, seed=0, **TINY_DATA)):
         plan = synthetic_fas.dataset_plan(cfg)
@@ -136,7 +145,29 @@ def test_corpus_cache_is_written_atomically_and_reused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == [os.path.basename(path)]
 
 
+def test_random_capture_pipelines_are_new_cameras():
+    """Every random pipeline differs from each benchmark domain at least as required (about as
+    much as the domains differ from each other), from the others, and per video id only."""
+    from dtda_jax.data.synthetic import domains as D
+
+    plan = [v for v in fc.corpus_plan(TINY_CORPUS) if v.domain == fc.RANDOM_CAPTURE]
+    pipelines = [fc.video_pipeline(TINY_CORPUS, v) for v in plan]
+    for p in pipelines:
+        assert min(D.capture_distance(p, d) for d in D.DOMAIN_PARAMS) >= D.MIN_CAPTURE_DISTANCE
+    between_domains = [D.capture_distance(a, b) for i, a in enumerate(D.DOMAIN_PARAMS) for b in D.DOMAIN_PARAMS[i + 1:]]
+    assert D.MIN_CAPTURE_DISTANCE < min(between_domains)
+    assert len({p.jpeg_quality for p in pipelines}) > len(pipelines) // 2
+    assert fc.video_pipeline(TINY_CORPUS, plan[3]) == pipelines[3]
+    low, high = D.capture_ranges()
+    for p in pipelines:
+        v = np.concatenate([np.atleast_1d(getattr(p, f)) for f in D.CAPTURE_FIELDS]).astype(float)
+        assert np.all((v >= low - 0.5) & (v <= high + 0.5))  # jpeg quality is rounded
+    assert fc.video_pipeline(TINY_CORPUS, fc.corpus_plan(TINY_CORPUS)[-1]) is None  # a benchmark camera
+
+
 def test_corpus_settings_errors_are_clear():
+    with pytest.raises(ValueError, match="capture must be one of"):
+        fc.CorpusSettings(capture="webcam")
     with pytest.raises(ValueError, match="heldout_identities must be >= 2"):
         fc.CorpusSettings(heldout_identities=1)
     with pytest.raises(ValueError, match="at least 2 images"):
@@ -247,8 +278,9 @@ def test_trained_teachers_load_like_converted_ones(trained, capsys):
     assert store.read_manifest(paths["fa"])["architecture"] == {
         "image_size": 32, "conv_dim": 4, "c_dim": 5, "repeat_num": 5}
     fr_quality = store.read_manifest(paths["fr"])["quality"]
-    assert set(fr_quality) == {"protocol", "trained", "random_init"}
+    assert set(fr_quality) == {"protocol", "trained", "random_init", "benchmark_cameras"}
     assert 0.0 <= fr_quality["trained"]["auc"] <= 1.0
+    assert set(fr_quality["benchmark_cameras"]) == {"protocol", "trained", "random_init"}
 
     config.teachers.fr_width = 8
     with pytest.raises(ValueError, match=r"config.teachers.fr_width=4 \(config has 8\)"):

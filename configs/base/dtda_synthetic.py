@@ -5,18 +5,22 @@ The analogue of the paper's Protocol I: train on three domains, test on the four
 (configs/base/synthetic_protocol.py: 16 + 24 people per domain). 64 x 64 images, batches of
 3 domains x 2 classes x 8 = 48, the ResNet-18 student at full width, the teachers at the
 benchmark's resolution. The teachers are the project's own: trained first on synthetic faces
-of 240 other people (dtda_jax/teachers/training.py, ~3 minutes, cached in data/teachers); with
+of 240 other people through the benchmark's four cameras (dtda_jax/teachers/training.py, ~3
+minutes, cached in data/teachers), or with `capture_diverse_teachers` of 384 people each video
+through its own random capture pipeline (configs/synthetic_to_kiosk_capture_teachers.py); with
 `own_teachers=False` and no converted checkpoint they are random networks (the run says so
 loudly) and the distillation terms act as a fixed random-feature regulariser.
 """
 
 from dtda_jax.config import apply_variant, load_base
 from dtda_jax.methods.dtda import config as dtda
+from dtda_jax.teachers.settings import capture_diverse_teacher_training_config
 
 protocol = load_base(__file__, "synthetic_protocol.py")
 
 
-def get_config(target: str, variant: str = "dtda", own_teachers: bool = True):
+def get_config(target: str, variant: str = "dtda", own_teachers: bool = True,
+               capture_diverse_teachers: bool = False):
     c = dtda.default_config()
     apply_variant(c, variant or "dtda")
 
@@ -46,8 +50,8 @@ def get_config(target: str, variant: str = "dtda", own_teachers: bool = True):
     c.teachers.fa_image_size = 64
     c.teachers.fa_conv_dim = 32
     c.teachers.fa_repeat_num = 5
-    if own_teachers:
-        dtda.use_own_teachers(c)  # trained on the face corpus with the defaults of teachers/settings.py
+    if own_teachers:  # trained on the face corpus with the settings of teachers/settings.py
+        dtda.use_own_teachers(c, capture_diverse_teacher_training_config() if capture_diverse_teachers else None)
 
     # Eq. 9: L = L_fas + 1 * L_fr + 1 * L_fa, KD at temperature 4 (tau^2-scaled).
     c.loss.lambda_fr = 1.0

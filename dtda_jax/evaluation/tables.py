@@ -194,7 +194,8 @@ def markdown_table(table: dict) -> str:
             lines.append("| " + " | ".join(row) + " |")
         resolution = table["resolution"].get(protocol, {})
         if baseline and all(resolution.get(c) is not None for c in CONVENTION_TITLES):
-            lines += ["", f"Resolution with {len(seeds)} seeds: a paired HTER difference smaller than about "
+            lines += ["", f"Resolution with {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: a paired HTER "
+                      "difference smaller than about "
                       + " / ".join(f"{_pct(resolution[c])} ({c})" for c in CONVENTION_TITLES)
                       + f" points (the median half-width of the {level}% intervals above) cannot be told "
                       "from 0."]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 ATTACK_TYPES = ("live", "print", "replay", "cut_photo")
 LIVE, PRINT, REPLAY, CUT_PHOTO = range(4)
 DOMAINS = ("studio", "webcam", "phone", "kiosk")
@@ -186,6 +188,66 @@ DOMAIN_PARAMS: tuple[DomainParams, ...] = (
     ),
 )
 assert tuple(d.name for d in DOMAIN_PARAMS) == DOMAINS
+
+
+# ---------------------------------------------------------------------------------------------
+# Random capture pipelines (the own teachers' corpus): cameras and light no benchmark domain has.
+
+# The scene and camera fields a capture pipeline draws (attack instruments and the population
+# stay those of the identity's home domain).
+CAPTURE_FIELDS = ("illum_level", "illum_rgb", "light_dir", "flicker", "capture_scale", "blur_sigma",
+                  "read_noise", "shot_noise", "chroma_noise", "wb_gains", "saturation", "hue_deg",
+                  "tone_gamma", "black_level", "contrast", "vignette", "sharpen", "jpeg_quality")
+BACKGROUNDS = ("backdrop", "office", "outdoor", "tiles", "plain")
+# Physical limits the widened ranges are clipped to.
+_LIMITS = {"illum_level": (0.4, 1.6), "illum_rgb": (0.6, 1.4), "light_dir": (-0.8, 0.8),
+           "flicker": (0.0, 0.12), "capture_scale": (0.3, 1.0), "blur_sigma": (0.1, 2.0),
+           "read_noise": (0.0, 0.05), "shot_noise": (0.0, 0.01), "chroma_noise": (0.0, 1.0),
+           "wb_gains": (0.6, 1.4), "saturation": (0.4, 1.6), "hue_deg": (-20.0, 20.0),
+           "tone_gamma": (0.6, 1.5), "black_level": (0.0, 0.12), "contrast": (0.6, 1.4),
+           "vignette": (0.0, 0.8), "sharpen": (0.0, 1.0), "jpeg_quality": (25, 98)}
+# A drawn pipeline is kept only this far (RMS over the fields, each scaled to its range) from
+# every benchmark domain, so the teachers never see a benchmark camera.
+MIN_CAPTURE_DISTANCE = 0.25
+
+
+def _as_vector(params: DomainParams) -> np.ndarray:
+    return np.concatenate([np.atleast_1d(np.asarray(getattr(params, f), np.float64)) for f in CAPTURE_FIELDS])
+
+
+def capture_ranges() -> tuple[np.ndarray, np.ndarray]:
+    """Per capture value (flattened): the span of the four domains widened by half of itself
+    (at least 10% of the physical range) on each side, clipped to the physical limits."""
+    values = np.stack([_as_vector(d) for d in DOMAIN_PARAMS])
+    limits = np.concatenate([np.broadcast_to(np.asarray(_LIMITS[f], np.float64)[:, None],
+                                             (2, np.size(getattr(DOMAIN_PARAMS[0], f))))
+                             for f in CAPTURE_FIELDS], axis=1)
+    low, high = values.min(0), values.max(0)
+    pad = np.maximum((high - low) / 2, 0.1 * (limits[1] - limits[0]))
+    return np.maximum(low - pad, limits[0]), np.minimum(high + pad, limits[1])
+
+
+def capture_distance(a: DomainParams, b: DomainParams) -> float:
+    """RMS difference of two pipelines' capture values, each scaled to its drawing range."""
+    low, high = capture_ranges()
+    return float(np.sqrt(np.mean(((_as_vector(a) - _as_vector(b)) / (high - low)) ** 2)))
+
+
+def random_capture(rng: np.random.Generator, home: DomainParams) -> DomainParams:
+    """A capture pipeline drawn uniformly from :func:`capture_ranges` (background: any style),
+    redrawn until it is at least MIN_CAPTURE_DISTANCE from every benchmark domain; the attack
+    instruments and population stay `home`'s."""
+    low, high = capture_ranges()
+    sizes = [np.size(getattr(home, f)) for f in CAPTURE_FIELDS]
+    while True:
+        values = np.split(rng.uniform(low, high), np.cumsum(sizes)[:-1])
+        fields = {f: (tuple(float(x) for x in v) if n > 1 else float(v[0]))
+                  for f, v, n in zip(CAPTURE_FIELDS, values, sizes)}
+        fields["jpeg_quality"] = int(round(fields["jpeg_quality"]))
+        params = dataclasses.replace(home, name="random", summary="random capture pipeline",
+                                     background=str(rng.choice(BACKGROUNDS)), **fields)
+        if min(capture_distance(params, d) for d in DOMAIN_PARAMS) >= MIN_CAPTURE_DISTANCE:
+            return params
 
 
 def domain_table() -> str:

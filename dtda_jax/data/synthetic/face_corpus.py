@@ -10,15 +10,23 @@ so offset ids give faces and frames that no benchmark record can share, whatever
 seeds (:func:`check_disjoint_from_benchmark` checks the ids against a benchmark's plan).
 
 Layout: identity ``k`` (``0 <= k < train + heldout``) has id ``ID_OFFSET + k``, a home
-domain ``k % 4`` (skin-tone population) and ``videos_per_identity`` live videos, video ``j``
-in domain ``(k + j) % 4``: the same face under several cameras and lights, as a face
-recognition teacher must learn to ignore them. The first ``train_identities`` identities form
-split ``train`` (the ArcFace classes); the rest, ``heldout``, are only used to measure the
-teachers (verification, attributes) on faces they never saw.
+domain ``k % 4`` (skin-tone population) and ``videos_per_identity`` live videos: the same face
+under several cameras and lights, as a face recognition teacher must learn to ignore them.
+With ``capture="random"`` every video has its own capture pipeline
+(:func:`dtda_jax.data.synthetic.domains.random_capture`: colour response, noise, blur,
+resolution, JPEG, illumination, background drawn from ranges wider than the four benchmark
+domains', and never within ``MIN_CAPTURE_DISTANCE`` of one), as the paper's teachers saw
+millions of faces under every kind of capture; its ``domain`` is -1. With
+``capture="benchmark_cameras"`` (the default; corpus version 1's only layout) video ``j`` is
+shot by benchmark domain ``(k + j) % 4``'s camera. The first ``train_identities`` identities form split
+``train`` (the ArcFace classes); the rest, ``heldout``, are only used to measure the teachers
+(verification, attributes) on faces they never saw, and ``heldout_cameras`` shows those
+held-out people once through each benchmark camera, to measure the teachers on cameras a
+random-capture teacher never saw (evaluation only; the benchmark's people are not in it).
 
 Every split holds ``images`` uint8 (N, S, S, 3), ``identity`` int32 (N,), ``attributes``
-int32 (N, 5) in :data:`dtda_jax.data.synthetic.ATTRIBUTES` order, ``domain`` int32 (N,) and
-``video_id`` int32 (N,). :func:`load_face_corpus` renders once and caches one ``.npz`` per
+int32 (N, 5) in :data:`dtda_jax.data.synthetic.ATTRIBUTES` order, ``domain`` int32 (N,): the
+benchmark camera, or -1, and ``video_id`` int32 (N,). :func:`load_face_corpus` renders once and caches one ``.npz`` per
 settings (atomically: written to a temporary file, then renamed), so later calls only read it.
 """
 
@@ -33,7 +41,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from dtda_jax.core.artifacts import write_atomically
-from dtda_jax.data.synthetic import DOMAINS, render_video, sample_identity
+from dtda_jax.data.synthetic import DOMAIN_PARAMS, DOMAINS, render_video, sample_identity
+from dtda_jax.data.synthetic.domains import random_capture
 
 __all__ = ["ID_OFFSET", "VIDEO_OFFSET", "SPLITS", "CorpusSettings", "CorpusSplit",
            "corpus_plan", "render_face_corpus", "load_face_corpus", "corpus_filename",
@@ -42,9 +51,11 @@ __all__ = ["ID_OFFSET", "VIDEO_OFFSET", "SPLITS", "CorpusSettings", "CorpusSplit
 # Far beyond any benchmark id: the benchmark would need 250,000 identities per domain to reach it.
 ID_OFFSET = 1_000_000
 VIDEO_OFFSET = 1_000_000
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "heldout_cameras")
+CAPTURES = ("random", "benchmark_cameras")
+RANDOM_CAPTURE = -1  # the `domain` of a video shot through a random capture pipeline
 # Bump when the layout or rendering of the corpus changes: old cache files are then not reused.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 _FIELDS = ("images", "identity", "attributes", "domain", "video_id")
 
 
@@ -58,6 +69,7 @@ class CorpusSettings:
     heldout_identities: int = 32
     videos_per_identity: int = 8
     frames_per_video: int = 1
+    capture: str = "benchmark_cameras"
 
     def __post_init__(self):
         problems = []
@@ -77,6 +89,8 @@ class CorpusSettings:
                             "frames_per_video >= 2), or there are no same-person pairs")
         if self.seed < 0:
             problems.append(f"seed must be >= 0, got {self.seed}")
+        if self.capture not in CAPTURES:
+            problems.append(f"capture must be one of {CAPTURES}, got {self.capture!r}")
         n_videos = (self.train_identities + self.heldout_identities) * self.videos_per_identity
         if n_videos >= 2**31 - VIDEO_OFFSET:
             problems.append("too many identities x videos for int32 video ids")
@@ -88,9 +102,10 @@ class CorpusSettings:
         return self.videos_per_identity * self.frames_per_video
 
     def num_frames(self, split: str | None = None) -> int:
-        n = {"train": self.train_identities, "heldout": self.heldout_identities}
-        ids = sum(n.values()) if split is None else n[split]
-        return ids * self.frames_per_identity
+        per_split = {"train": self.train_identities * self.frames_per_identity,
+                     "heldout": self.heldout_identities * self.frames_per_identity,
+                     "heldout_cameras": self.heldout_identities * len(DOMAINS) * self.frames_per_video}
+        return sum(per_split.values()) if split is None else per_split[split]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +133,7 @@ class _Video:
     identity_index: int
     identity_id: int
     home_domain: int
-    domain: int
+    domain: int  # the benchmark camera, or RANDOM_CAPTURE
     video_id: int
 
 
@@ -126,13 +141,28 @@ def corpus_plan(settings: CorpusSettings) -> list[_Video]:
     """Every video of the corpus in rendering order (pure: ids, splits and domains only)."""
     plan = []
     n_total = settings.train_identities + settings.heldout_identities
+    random = settings.capture == "random"
     for k in range(n_total):
         split = "train" if k < settings.train_identities else "heldout"
         home = k % len(DOMAINS)
         for j in range(settings.videos_per_identity):
-            plan.append(_Video(split, k, ID_OFFSET + k, home, (k + j) % len(DOMAINS),
+            plan.append(_Video(split, k, ID_OFFSET + k, home, RANDOM_CAPTURE if random else (k + j) % len(DOMAINS),
                                VIDEO_OFFSET + k * settings.videos_per_identity + j))
+    first = VIDEO_OFFSET + n_total * settings.videos_per_identity
+    for k in range(settings.train_identities, n_total):
+        for camera in range(len(DOMAINS)):
+            plan.append(_Video("heldout_cameras", k, ID_OFFSET + k, k % len(DOMAINS), camera,
+                               first + (k - settings.train_identities) * len(DOMAINS) + camera))
     return plan
+
+
+def video_pipeline(settings: CorpusSettings, video: _Video):
+    """The capture pipeline of a random-capture video (seeded by the corpus seed and video id);
+    None for a benchmark camera's."""
+    if video.domain != RANDOM_CAPTURE:
+        return None
+    return random_capture(np.random.default_rng([settings.seed, 4, video.video_id]),
+                          DOMAIN_PARAMS[video.home_domain])
 
 
 def check_disjoint_from_benchmark(identity_ids: Iterable[int], video_ids: Iterable[int],
@@ -154,7 +184,7 @@ def check_disjoint_from_benchmark(identity_ids: Iterable[int], video_ids: Iterab
 def corpus_filename(settings: CorpusSettings) -> str:
     s = settings
     return (f"face_corpus_v{CORPUS_VERSION}_s{s.image_size}_seed{s.seed}_tr{s.train_identities}"
-            f"_ho{s.heldout_identities}_v{s.videos_per_identity}_f{s.frames_per_video}.npz")
+            f"_ho{s.heldout_identities}_v{s.videos_per_identity}_f{s.frames_per_video}_{s.capture}.npz")
 
 
 def render_face_corpus(settings: CorpusSettings,
@@ -168,12 +198,16 @@ def render_face_corpus(settings: CorpusSettings,
     identity = None
     log(f"[face_corpus] rendering {total} live frames at {settings.image_size} px "
         f"({settings.train_identities} train + {settings.heldout_identities} held-out identities, "
-        f"{settings.videos_per_identity} videos x {settings.frames_per_video} frames each)")
+        f"{settings.videos_per_identity} videos x {settings.frames_per_video} frames each, "
+        f"{settings.capture.replace('_', ' ')} capture; the held-out ones also through the "
+        f"{len(DOMAINS)} benchmark cameras)")
     for video in plan:
         if identity is None or identity.identity_id != video.identity_id:
             identity = sample_identity(settings.seed, video.identity_id, video.home_domain)
-        frames = render_video(settings.seed, video.video_id, identity, video.domain, "live",
-                              settings.frames_per_video, settings.image_size)
+        random = video.domain == RANDOM_CAPTURE  # its randomness is seeded with the home domain
+        frames = render_video(settings.seed, video.video_id, identity, video.home_domain if random else video.domain,
+                              "live", settings.frames_per_video, settings.image_size,
+                              pipeline=video_pipeline(settings, video))
         n = len(frames)
         rows = out[video.split]
         rows["images"].append(frames)

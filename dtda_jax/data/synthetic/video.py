@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from dtda_jax.data.synthetic.camera import capture
-from dtda_jax.data.synthetic.domains import ATTACK_TYPES, CUT_PHOTO, DOMAIN_PARAMS, DOMAINS, LIVE, REPLAY
+from dtda_jax.data.synthetic.domains import (ATTACK_TYPES, CUT_PHOTO, DOMAIN_PARAMS, DOMAINS, LIVE, REPLAY,
+                                             DomainParams)
 from dtda_jax.data.synthetic.face import FACE_SCALE, eye_centres, face_coords, render_person
 from dtda_jax.data.synthetic.identity import IdentityParams, sample_identity
 from dtda_jax.data.synthetic.media import print_medium, screen_emission
@@ -48,15 +49,18 @@ def render_video(
     image_size: int = 64,
     *,
     supersample: int | None = None,
+    pipeline: DomainParams | None = None,
 ) -> np.ndarray:
     """Renders one video: uint8 array (num_frames, image_size, image_size, 3).
 
     The video's randomness comes from ``np.random.default_rng([*seed, 2, video_id,
     domain, attack_type])`` only, so videos can be rendered in any order / in parallel.
+    ``pipeline`` replaces the domain's parameters (e.g. a random capture pipeline,
+    :func:`.domains.random_capture`); `domain` then only seeds the video's randomness.
     """
     d = _as_index(domain, DOMAINS)
     atk = _as_index(attack_type, ATTACK_TYPES)
-    dom = DOMAIN_PARAMS[d]
+    dom = DOMAIN_PARAMS[d] if pipeline is None else pipeline
     seeds = [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]  # type: ignore[union-attr]
     rng = np.random.default_rng([*seeds, 2, int(video_id), d, atk])
     S = int(image_size)
