@@ -7,10 +7,13 @@ Every (protocol, variant, seed) is an ordinary run in `<out>/<protocol>/<variant
 (`python -m dtda_jax.main` would write the same files there). Rerunning the command skips
 finished runs and resumes an interrupted one from its checkpoint, so a killed sweep loses at
 most the steps since the last checkpoint. After the runs, `<out>/table.md` and
-`<out>/table.json` hold HTER and AUC per variant and protocol as mean +- standard deviation
-over seeds (sample std, ddof=1; "n=1" when one seed), with the threshold and model-selection
-policies stated above the table, and a second table in the deployable convention: the last
-checkpoint, HTER (= ACER) at the threshold chosen on source-val, no target label used. `--report_only` rebuilds the tables from what has finished.
+`<out>/table.json` hold, recomputed from every run's saved per-video scores, two conventions:
+"paper" (threshold at the target's EER, the checkpoint best on the target) and "deployable"
+(the last checkpoint, HTER = ACER at the threshold chosen on source-val, no target label
+used); per variant and protocol HTER and AUC as mean +- standard deviation over seeds (sample
+std, ddof=1; "n=1" when one seed), a 95% bootstrap interval over videos and seeds, and the
+paired difference to the method's baseline variant with its interval
+(dtda_jax/evaluation/intervals.py). `--report_only` rebuilds the tables from what has finished.
 `--set train.num_steps=200` (repeatable) overrides a config field for the whole sweep.
 
 Spreading a sweep over machines: `--list_cells` prints one command per run ("cell"), and
