@@ -8,8 +8,9 @@ term), `:kdfas` (both). The teacher is trained once per seed and settings and ca
 data/kdfas_teachers. Settings: configs/base/kdfas_synthetic.py; the choices behind them:
 dtda_jax/methods/kdfas/config.py.
 
-Expected result (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it by a few points,
-see README "What the main job does and prints"):
+Expected result, measured on the benchmark's earlier 12 + 8 people per domain, not
+re-measured at the current 16 + 24 (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it
+by a few points, see README "What the main job does and prints"):
 AUC 55.38% / HTER 45.00% (best on target, step 200; last step 53.25 / 50.00): near chance.
 """
 

@@ -6,8 +6,9 @@ shows what the teachers' face priors add:
     python -m dtda_jax.experiments --configs=configs/synthetic_to_kiosk.py,configs/synthetic_to_kiosk_random_teachers.py \\
         --variants=fr,fa,fr_fa,dtda --seeds=0,1,2 --out=runs/teachers
 
-Expected result (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it by a few points,
-see README "What the main job does and prints"):
+Expected result, measured on the benchmark's earlier 12 + 8 people per domain, not
+re-measured at the current 16 + 24 (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it
+by a few points, see README "What the main job does and prints"):
 AUC 86.12% / HTER 18.75% (best on target, step 100; last step 83.37 / 25.00).
 """
 

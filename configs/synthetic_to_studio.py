@@ -4,8 +4,9 @@
 
 Variant argument as in synthetic.py (e.g. `--config=configs/synthetic_to_studio.py:baseline`).
 
-Expected result (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it by a few points,
-see README "What the main job does and prints"):
+Expected result, measured on the benchmark's earlier 12 + 8 people per domain, not
+re-measured at the current 16 + 24 (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it
+by a few points, see README "What the main job does and prints"):
 AUC 74.33% / HTER 30.00% (best on target = last step, 400).
 """
 

@@ -85,8 +85,8 @@ def report(config, workdir: str, method, protocol, outcome, variant: str, t_star
         "wall_time_s_this_process": time.perf_counter() - t_start,
     }
     if artifacts.writes_files():  # the process that saved the scores
-        for selection, r in by_selection.items():
-            r["intervals"] = video_intervals(intervals.saved_run_scores(workdir, results, selection))
+        results["intervals"] = {selection: video_intervals(intervals.saved_run_scores(workdir, results, selection))
+                                for selection in by_selection}
     path = os.path.join(workdir, "results.json")
     artifacts.write_json(path, results)
     print_results(results)
@@ -120,12 +120,11 @@ def print_results(results: dict) -> None:
         print("Conventions: paper (the literature's) = AUC and HTER%(target_eer) of the best_on_target "
               "row; deployable = AUC and ACER%(src-val thr) of the last row.", flush=True)
     level = round(100 * intervals.LEVEL)
-    for selection, r in results["by_selection"].items():
-        if "intervals" in r:
-            i = r["intervals"]
-            print(f"{level}% bootstrap interval over the videos, {selection}@{r['step']}: AUC "
-                  f"{_span(i['auc'])}, HTER at the target EER {_span(i['hter_target_eer'])}, ACER at the "
-                  f"src-val thr {_span(i['acer_source_val_threshold'])}", flush=True)
+    for selection, i in results.get("intervals", {}).items():  # only the process that wrote the scores
+        step = results["by_selection"][selection]["step"]
+        print(f"{level}% bootstrap interval over the videos, {selection}@{step}: AUC "
+              f"{_span(i['auc'])}, HTER at the target EER {_span(i['hter_target_eer'])}, ACER at the "
+              f"src-val thr {_span(i['acer_source_val_threshold'])}", flush=True)
 
 
 def _span(interval) -> str:

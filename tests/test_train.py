@@ -59,10 +59,11 @@ def test_full_dtda_run_writes_results(dtda_run):
     # Each checkpoint's bootstrap intervals over the videos, from its saved scores.
     from dtda_jax.evaluation import intervals
 
-    for selection, r in saved["by_selection"].items():
+    assert set(saved["intervals"]) == set(saved["by_selection"])
+    for selection in saved["by_selection"]:
         run_scores = intervals.saved_run_scores(workdir, saved, selection)
         paper, deployable = (intervals.video_interval(run_scores, c) for c in ("paper", "deployable"))
-        assert r["intervals"] == {"auc": list(paper["auc"]), "hter_target_eer": list(paper["hter"]),
+        assert saved["intervals"][selection] == {"auc": list(paper["auc"]), "hter_target_eer": list(paper["hter"]),
                                   "acer_source_val_threshold": list(deployable["hter"])}
     # The domain classifier was trained first, and the attack lowered its accuracy.
     dc = saved["domain_classifier"]
