@@ -155,10 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     from dtda_jax.core.cli import run_command
 
+    from dtda_jax.analysis import figures
+
     def body():
-        if not os.path.isdir(args.sweep):
-            raise UserError(f"--sweep {args.sweep} does not exist; pass the --out folder of "
-                            "python -m dtda_jax.experiments.")
+        figures.check_sweep_folder(args.sweep)
         table = probe_sweep(args.sweep)
         artifacts.write_json(os.path.join(args.sweep, "domain_probe.json"), table)
         text = markdown(table)

@@ -157,6 +157,13 @@ def load_reported_student(workdir: str):
     return student, run.variables, run.config
 
 
+def check_sweep_folder(sweep: str) -> None:
+    """A --sweep argument must be the --out folder of a sweep (one line when it is not)."""
+    if not os.path.isdir(sweep):
+        raise MissingRunError(f"--sweep {sweep} does not exist; pass the --out folder of "
+                              "python -m dtda_jax.experiments.")
+
+
 def sweep_layout(sweep: str) -> dict[str, list[str]]:
     """{protocol: [variants]} found in the sweep folder, in table.json's order when present."""
     table_path = os.path.join(sweep, "table.json")
@@ -301,9 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dtda_jax.core.cli import run_command
 
     def body():
-        if not os.path.isdir(args.sweep):
-            raise MissingRunError(f"--sweep {args.sweep} does not exist; pass the --out folder of "
-                                  "python -m dtda_jax.experiments.")
+        check_sweep_folder(args.sweep)
         make_figures(args.sweep, args.seed, args.before, args.after, args.per_group, args.num_faces,
                      args.out or os.path.join(args.sweep, "figures"))
 
