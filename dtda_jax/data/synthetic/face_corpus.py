@@ -18,16 +18,17 @@ resolution, JPEG, illumination, background drawn from ranges wider than the four
 domains', and never within ``MIN_CAPTURE_DISTANCE`` of one), as the paper's teachers saw
 millions of faces under every kind of capture; its ``domain`` is -1. With
 ``capture="benchmark_cameras"`` (the default; corpus version 1's only layout) video ``j`` is
-shot by benchmark domain ``(k + j) % 4``'s camera. The first ``train_identities`` identities form split
-``train`` (the ArcFace classes); the rest, ``heldout``, are only used to measure the teachers
+shot by benchmark domain ``(k + j) % 4``'s camera. The first ``train_identities`` identities
+form split ``train`` (the ArcFace classes); the rest, ``heldout``, are only used to measure the teachers
 (verification, attributes) on faces they never saw, and ``heldout_cameras`` shows those
 held-out people once through each benchmark camera, to measure the teachers on cameras a
 random-capture teacher never saw (evaluation only; the benchmark's people are not in it).
 
 Every split holds ``images`` uint8 (N, S, S, 3), ``identity`` int32 (N,), ``attributes``
 int32 (N, 5) in :data:`dtda_jax.data.synthetic.ATTRIBUTES` order, ``domain`` int32 (N,): the
-benchmark camera, or -1, and ``video_id`` int32 (N,). :func:`load_face_corpus` renders once and caches one ``.npz`` per
-settings (atomically: written to a temporary file, then renamed), so later calls only read it.
+benchmark camera, or -1, and ``video_id`` int32 (N,). :func:`load_face_corpus` renders once
+and caches one ``.npz`` per settings (atomically: written to a temporary file, then renamed),
+so later calls only read it.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def corpus_plan(settings: CorpusSettings) -> list[_Video]:
         split = "train" if k < settings.train_identities else "heldout"
         home = k % len(DOMAINS)
         for j in range(settings.videos_per_identity):
-            plan.append(_Video(split, k, ID_OFFSET + k, home, RANDOM_CAPTURE if random else (k + j) % len(DOMAINS),
+            camera = RANDOM_CAPTURE if random else (k + j) % len(DOMAINS)
+            plan.append(_Video(split, k, ID_OFFSET + k, home, camera,
                                VIDEO_OFFSET + k * settings.videos_per_identity + j))
     first = VIDEO_OFFSET + n_total * settings.videos_per_identity
     for k in range(settings.train_identities, n_total):
@@ -205,8 +207,9 @@ def render_face_corpus(settings: CorpusSettings,
         if identity is None or identity.identity_id != video.identity_id:
             identity = sample_identity(settings.seed, video.identity_id, video.home_domain)
         random = video.domain == RANDOM_CAPTURE  # its randomness is seeded with the home domain
-        frames = render_video(settings.seed, video.video_id, identity, video.home_domain if random else video.domain,
-                              "live", settings.frames_per_video, settings.image_size,
+        seed_domain = video.home_domain if random else video.domain
+        frames = render_video(settings.seed, video.video_id, identity, seed_domain, "live",
+                              settings.frames_per_video, settings.image_size,
                               pipeline=video_pipeline(settings, video))
         n = len(frames)
         rows = out[video.split]
