@@ -57,9 +57,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     for protocol, variants in figures.sweep_layout(args.sweep).items():
         folders = {v: os.path.join(args.sweep, protocol, v) for v in variants}
-        seeds = sorted(set.intersection(*(
-            {int(d[4:]) for d in os.listdir(f) if experiments.is_finished(os.path.join(f, d))}
-            for f in folders.values())))
+        seeds = sorted(set.intersection(*(set(experiments.finished_seeds(f)) for f in folders.values())))
+        baseline = next((v for v in variants if v in experiments.BASELINES), None)
         target, runs = None, {c: {v: [] for v in variants} for c in CHECKPOINTS}
         for v in variants:
             for seed in seeds:
@@ -87,7 +86,6 @@ def main() -> None:
                 subset = {v: [intervals.RunScores(r.target_labels[keep], r.target_scores[keep], r.source_labels,
                                                   r.source_scores) for r in rs]
                           for v, rs in runs[convention].items()}
-                baseline = next((v for v in variants if v in experiments.BASELINES), None)
                 out = intervals.compare(subset, convention, baseline, replicates=args.replicates)
                 cells = [f"{v} {100 * e['hter']['mean']:.2f} +- {100 * e['hter']['std']:.2f} "
                          f"[{100 * (e['hter']['high'] - e['hter']['low']) / 2:.2f}]" for v, e in out.items()]

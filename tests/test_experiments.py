@@ -95,6 +95,13 @@ def test_a_run_without_its_scores_is_named(sweep, tmp_path, capsys):
     assert experiments.main([*moved, "--report_only"]) == 2
     err = capsys.readouterr().err
     assert "dat/seed1: no saved per-video scores" in err and "rerun the sweep" in err
+    # ... and the figures' ROC of that run names the missing file.
+    from dtda_jax.analysis import figures
+
+    with pytest.raises(figures.MissingRunError, match=r"scores/step_\d{7}\.npz is missing"):
+        figures.reported_roc(str(copy / "tiny_protocol" / "dat" / "seed1"))
+    fpr, tpr, auc = figures.reported_roc(str(copy / "tiny_protocol" / "dat" / "seed0"))
+    assert fpr[0] == 0 and tpr[-1] == 1 and 0 <= auc <= 1
 
 
 def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(sweep, monkeypatch, capsys):

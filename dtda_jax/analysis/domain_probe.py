@@ -113,10 +113,8 @@ def probe_sweep(sweep: str) -> dict:
         per_variant = {}
         for variant in variants:
             folder = os.path.join(sweep, protocol, variant)
-            seeds = sorted(int(d[4:]) for d in os.listdir(folder) if d.startswith("seed")
-                           and experiments.is_finished(os.path.join(folder, d)))
             runs = {}
-            for seed in seeds:
+            for seed in experiments.finished_seeds(folder):
                 runs[seed] = probe_run(os.path.join(folder, f"seed{seed}"), cache)
                 print(f"[probe] {protocol} {variant} seed {seed}: domain probe balanced accuracy "
                       f"{100 * runs[seed]['student']:.1f}% (pixels {100 * runs[seed]['pixels']:.1f}%)",

@@ -86,6 +86,12 @@ def is_finished(workdir: str) -> bool:
     return os.path.exists(os.path.join(workdir, "results.json"))
 
 
+def finished_seeds(variant_folder: str) -> list[int]:
+    """The seeds whose runs finished in `<out>/<protocol>/<variant>` (its `seed<k>` folders)."""
+    return sorted(int(d[4:]) for d in os.listdir(variant_folder)
+                  if d.startswith("seed") and is_finished(os.path.join(variant_folder, d)))
+
+
 def run_all(specs: Sequence[RunSpec], out: str, overrides: dict[str, object]) -> None:
     """Runs (or resumes) every spec in turn, skipping finished ones and ones another process is
     running, with progress lines."""

@@ -131,13 +131,15 @@ def read_results(workdir: str) -> dict:
 
 def reported_roc(workdir: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(FPR, TPR, AUC) of the target videos at the run's reported evaluation."""
-    step = read_results(workdir)["reported"]["step"]
-    path = os.path.join(workdir, "scores", f"step_{step:07d}.npz")
-    if not os.path.exists(path):
-        raise MissingRunError(f"{path} is missing: this run predates saved evaluation scores; "
-                              "rerun it in a fresh workdir to plot its ROC.")
-    with np.load(path) as s:
-        labels, scores = s["target_labels"], s["target_scores"]
+    from dtda_jax.evaluation import intervals
+
+    results = read_results(workdir)
+    try:
+        run = intervals.saved_run_scores(workdir, results, results["selection"])
+    except FileNotFoundError as err:
+        raise MissingRunError(f"{err.filename} is missing: this run predates saved evaluation scores; "
+                              "rerun it in a fresh workdir to plot its ROC.") from None
+    labels, scores = run.target_labels, run.target_scores
     fpr, tpr, _ = fas_metrics.roc_curve(labels, scores)
     return fpr, tpr, fas_metrics.roc_auc(labels, scores)
 

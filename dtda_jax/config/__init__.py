@@ -16,6 +16,7 @@ __all__ = ["ConfigError", "PAPER_PROTOCOLS", "common_config", "default_config", 
            "apply_variant", "switches", "variant_name", "load_base", "load_config_file", "parse_assignment",
            "set_field"]
 
+
 def default_config(method: str = "dtda") -> ml_collections.ConfigDict:
     """Every field of `method`'s configs with its default."""
     return methods.config_module(method).default_config()

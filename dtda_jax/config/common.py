@@ -40,6 +40,7 @@ PAPER_PROTOCOLS = {
 # The built-in benchmark's size fields that data.synthetic_overrides may set (SyntheticFasConfig).
 SYNTHETIC_COUNTS = ("train_identities_per_domain", "test_identities_per_domain", "frames_per_video")
 
+
 def common_config(method: str) -> ml_collections.ConfigDict:
     """The shared sections with their defaults (the built-in benchmark at 256 x 256)."""
     c = ml_collections.ConfigDict()

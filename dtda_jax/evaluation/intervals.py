@@ -48,9 +48,10 @@ def saved_run_scores(workdir: str, results: Mapping, selection: str) -> RunScore
     """The per-video scores a finished run saved for its checkpoint `selection` ("best_on_target"
     or "last"): `scores/step_*.npz` of the reported model (results.json's `scores_dir`, the
     workdir unless the model lives elsewhere). FileNotFoundError when they are gone."""
+    from dtda_jax.deploy.operating_point import scores_path
+
     step = results["by_selection"][selection]["step"]
-    path = os.path.join(workdir, results.get("scores_dir", "."), "scores", f"step_{step:07d}.npz")
-    with np.load(path) as saved:
+    with np.load(scores_path(os.path.join(workdir, results.get("scores_dir", ".")), step)) as saved:
         return RunScores(saved["target_labels"], saved["target_scores"],
                          saved["source_val_labels"], saved["source_val_scores"])
 
@@ -217,12 +218,10 @@ def compare(runs: Mapping[str, Sequence[RunScores]], convention: str, baseline: 
 
 def video_interval(run: RunScores, convention: str, replicates: int = DEFAULT_REPLICATES,
                    seed: int = 0) -> dict[str, tuple[float, float]]:
-    """One run's 95% interval of HTER and AUC over its videos (a run's own table)."""
-    rng = np.random.default_rng(seed)
-    target_draw = stratified_draws(run.target_labels, replicates, rng)
-    source_draw = stratified_draws(run.source_labels, replicates, rng)
-    resampled = run_metrics(run, convention, target_draw, source_draw)
-    return {m: _interval(resampled[m]) for m in METRICS}
+    """One run's 95% interval of HTER and AUC over its videos (a run's own table): `compare`
+    of a single seed."""
+    alone = compare({"run": [run]}, convention, None, replicates=replicates, seed=seed)["run"]
+    return {m: (alone[m]["low"], alone[m]["high"]) for m in METRICS}
 
 
 def resolution(compared: Mapping[str, dict], metric: str = "hter") -> float | None:
