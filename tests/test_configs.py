@@ -8,6 +8,7 @@ import pytest
 
 from dtda_jax import config as config_lib
 from dtda_jax.config import common, records
+from dtda_jax.config.common import flatten
 from dtda_jax.data.synthetic import DOMAINS
 from dtda_jax.main import default_workdir
 from dtda_jax.methods.dtda import config as dtda_config
@@ -193,11 +194,15 @@ DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 RESIZED = ["data.synthetic_overrides.frames_per_video: None -> 4",
            "data.synthetic_overrides.test_identities_per_domain: None -> 24",
            "data.synthetic_overrides.train_identities_per_domain: None -> 16"]
+# ... and the KDFAS demo's face pre-training of its ViTs (issue 19, part 4).
+FACE_PRETRAINED = sorted(RESIZED + ["kdfas.pretrain_on_faces: False -> True"] + [
+    f"kdfas.face_pretraining.{k}: None -> {v!r}"
+    for k, v in flatten(json.loads(kdfas_config.face_pretraining_config().to_json())).items()])
 
 
 @pytest.mark.parametrize("recorded, config_file, changes", [
     ("config_31615d3_synthetic.json", "synthetic.py", RESIZED),
-    ("config_31615d3_kdfas_synthetic_to_kiosk.json", "kdfas_synthetic_to_kiosk.py", RESIZED),
+    ("config_31615d3_kdfas_synthetic_to_kiosk.json", "kdfas_synthetic_to_kiosk.py", FACE_PRETRAINED),
     ("config_31615d3_ocm_to_i.json", "ocm_to_i.py", []),
 ])
 def test_runs_recorded_before_the_one_loop_redesign_resume(recorded, config_file, changes, tmp_path):

@@ -290,7 +290,7 @@ def test_trained_teachers_load_like_converted_ones(trained, capsys):
 def test_fa_trains_the_attribute_path_and_leaves_the_real_fake_head_at_init(trained):
     config, _, paths, _ = trained
     teacher = tt.teacher_module(config, "fa")
-    init = tt._init_variables(teacher, tt._init_key(tiny_settings().seed, 2))["params"]
+    init = tt._init_variables(teacher, tt.init_key(tiny_settings().seed, 2))["params"]
     saved, _ = store.load_converted(paths["fa"], None, kind=teachers.TEACHER_KINDS["fa"])
     np.testing.assert_array_equal(np.asarray(saved["params"]["conv1"]["kernel"]),
                                   np.asarray(init["conv1"]["kernel"]))

@@ -448,7 +448,7 @@ def test_own_teacher_step_loss_is_that_of_its_batch(data_dir, tmp_path):
     _, record = tt.train_fa_teacher(teacher, images, attributes, s, workdir=str(tmp_path), seed=seed,
                                     log=lambda _: None)
     x, y = teacher_batch(images, attributes, s, seed)
-    initial = tt._init_variables(teacher, tt._init_key(seed, 2))  # train_fa_teacher's initialisation
+    initial = tt._init_variables(teacher, tt.init_key(seed, 2))  # train_fa_teacher's initialisation
     z = as64(jax.jit(teacher.logits)(initial, x))
     bce = np.mean(np.logaddexp(0.0, z) - y * z)
     assert record["history"][0]["step"] == 1

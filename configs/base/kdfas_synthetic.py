@@ -13,7 +13,7 @@ from dtda_jax.methods.kdfas import config as kdfas
 protocol = load_base(__file__, "synthetic_protocol.py")
 
 
-def get_config(target: str, variant: str = "kdfas"):
+def get_config(target: str, variant: str = "kdfas", pretrain_on_faces: bool = True):
     c = kdfas.default_config()
     apply_variant(c, variant or "kdfas")
 
@@ -39,6 +39,11 @@ def get_config(target: str, variant: str = "kdfas"):
     c.train.log_every = 20
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
+
+    # Both ViTs start from their architecture pre-trained on the capture-diverse face corpus
+    # (identities + attributes; kdfas.face_pretraining_config), cached in data/kdfas_pretrained.
+    if pretrain_on_faces:
+        kdfas.use_face_pretraining(c)
 
     c.eval.threshold_policy = "target_eer"
     c.eval.selection = "best_on_target"

@@ -86,7 +86,8 @@ from dtda_jax.weights import store
 
 __all__ = [
     "TRAINER_VERSION", "TEACHER_NAMES", "default_teacher_training_config", "arcface_logits",
-    "arcface_loss", "attribute_bce", "augment", "augmentation", "batch_indices", "teacher_module",
+    "arcface_loss", "attribute_bce", "augment", "augmentation", "batch_indices", "corpus_batch",
+    "train_on_corpus", "teacher_module",
     "teacher_architecture", "corpus_settings", "teacher_cache_name", "train_fr_teacher",
     "train_fa_teacher", "teacher_outputs", "evaluate_fr", "evaluate_fa", "train_teacher",
     "ensure_trained_teachers", "quality_summary", "format_quality_table", "main",
@@ -247,7 +248,7 @@ def _optimizer(s: ml_collections.ConfigDict) -> optax.GradientTransformation:
                                 grad_clip_norm=s.grad_clip_norm)
 
 
-def _init_key(seed: int, salt: int) -> jax.Array:
+def init_key(seed: int, salt: int) -> jax.Array:
     """A key for network initialisation. The "rbg" generator: XLA:CPU compiles a network's
     initialiser about 5x faster with it than with threefry (seconds instead of tens of
     seconds for the tiny test teachers); deterministic on a given install."""
@@ -280,8 +281,9 @@ class SampledBatches:
                 "gain": self.gains[step, part]}
 
 
-def _batch(frozen, batch):
-    """The augmented [0, 1] images of a batch and their targets, gathered on the device."""
+def corpus_batch(frozen, batch):
+    """The augmented [0, 1] images of a batch and their targets, gathered on the device from
+    the replicated (uint8 images, targets) `frozen`."""
     images_dev, targets_dev = frozen
     idx = batch["idx"]
     return augment(images_dev[idx].astype(jnp.float32) / 255.0, batch["flip"], batch["gain"]), targets_dev[idx]
@@ -290,7 +292,7 @@ def _batch(frozen, batch):
 def fr_train_step(state: TrainState, frozen, batch, *, model, input_size: int, tx: optax.GradientTransformation,
                   arcface_scale: float, arcface_margin: float):
     """One ArcFace step of the IResNet backbone (BatchNorm in train mode) and its class centres."""
-    x, y = _batch(frozen, batch)
+    x, y = corpus_batch(frozen, batch)
 
     def loss_fn(p):
         emb, updates = model.apply({"params": p["backbone"], "batch_stats": state.batch_stats},
@@ -304,7 +306,7 @@ def fr_train_step(state: TrainState, frozen, batch, *, model, input_size: int, t
 
 def fa_train_step(state: TrainState, frozen, batch, *, model, input_size: int, tx: optax.GradientTransformation):
     """One attribute-BCE step of the StarGAN discriminator."""
-    x, y = _batch(frozen, batch)
+    x, y = corpus_batch(frozen, batch)
 
     def loss_fn(p):
         _, logits = model.apply({"params": p}, teachers.teacher_input(x, input_size))
@@ -314,23 +316,26 @@ def fa_train_step(state: TrainState, frozen, batch, *, model, input_size: int, t
     return state.apply_gradients(grads, tx), {"loss": loss, "acc": acc}
 
 
-def _train_stage(name: str, step_fn, init_variables, tx, images: np.ndarray, targets: np.ndarray,
-                 s: ml_collections.ConfigDict, *, seed: int, log_every: int, checkpoint_every: int, log,
-                 workdir: str, mesh, stop: StopAt | None) -> tuple[Any, dict[str, Any]] | None:
-    """Runs one teacher's training through the stage loop in `workdir` (resumable); returns its
-    final variables' state and record (every step's metrics, seconds), or None when `stop`
+def train_on_corpus(stage_name: str, settings_field: str, init_salt: int, step_fn, init_variables, tx,
+                    images: np.ndarray, targets: np.ndarray, s: ml_collections.ConfigDict, *, seed: int,
+                    log_every: int, checkpoint_every: int, log, workdir: str, mesh,
+                    stop: StopAt | None) -> tuple[Any, dict[str, Any]] | None:
+    """Trains a network on corpus `images` and per-image `targets` through the stage loop in
+    `workdir` (resumable): `s.steps` steps of `s.batch_size` seeded epochs with flip /
+    brightness augmentation; `settings_field` (e.g. "teachers.own_training.fr") names the
+    settings in error messages, `init_salt` is folded into the seed's initialisation key.
+    Returns the final state and a record (every step's metrics, seconds), or None when `stop`
     ended it early."""
     steps, batch = int(s.steps), int(s.batch_size)
     mesh = mesh if mesh is not None else make_mesh()
-    check_batch_divisible(batch, mesh, f"teachers.own_training.{name}.batch_size")
-    stage = Stage(name=f"teacher {name}", num_steps=steps, global_batch=batch, log_every=log_every,
+    check_batch_divisible(batch, mesh, f"{settings_field}.batch_size")
+    stage = Stage(name=stage_name, num_steps=steps, global_batch=batch, log_every=log_every,
                   checkpoint_every=checkpoint_every, every_step_records=True,
-                  nan_advice=f"Lower teachers.own_training.{name}.learning_rate or enable "
-                             f"teachers.own_training.{name}.grad_clip_norm.")
+                  nan_advice=f"Lower {settings_field}.learning_rate or enable {settings_field}.grad_clip_norm.")
     flips, gains = augmentation(steps, batch, bool(s.flip), float(s.brightness_jitter), seed)
     batches = step_batches(SampledBatches(batch_indices(len(images), batch, steps, seed), flips, gains,
                                           jax.process_index(), jax.process_count()), steps)
-    state = init_state(init_variables, tx, _init_key(seed, INIT_SALT[name]), mesh)
+    state = init_state(init_variables, tx, init_key(seed, init_salt), mesh)
     frozen = replicate((images, targets), mesh)
     jitted = jit_train_step(step_fn, mesh, with_frozen=True)
     checkpoints = StageCheckpoints(os.path.join(workdir, "checkpoints"))
@@ -373,8 +378,9 @@ def train_fr_teacher(teacher: teachers.Teacher, images: np.ndarray, labels: np.n
     log(f"[teachers] fr: ArcFace training of {type(teacher.model).__name__} on {len(images)} images of "
         f"{num_classes} identities: {s.steps} steps x {s.batch_size}, {s.optimizer} lr "
         f"{s.learning_rate}, s={s.arcface_scale} m={s.arcface_margin}")
-    outcome = _train_stage("fr", step, init_variables, tx, images, labels, s, seed=seed, log_every=log_every,
-                           checkpoint_every=checkpoint_every, log=log, workdir=workdir, mesh=mesh, stop=stop)
+    outcome = train_on_corpus("teacher fr", "teachers.own_training.fr", INIT_SALT["fr"], step, init_variables, tx,
+                              images, labels, s, seed=seed, log_every=log_every,
+                              checkpoint_every=checkpoint_every, log=log, workdir=workdir, mesh=mesh, stop=stop)
     if outcome is None:
         return None
     state, record = outcome
@@ -395,8 +401,9 @@ def train_fa_teacher(teacher: teachers.Teacher, images: np.ndarray, attributes: 
     step = functools.partial(fa_train_step, model=teacher.model, input_size=teacher.input_size, tx=tx)
     log(f"[teachers] fa: attribute training of {type(teacher.model).__name__} on {len(images)} images: "
         f"{s.steps} steps x {s.batch_size}, {s.optimizer} lr {s.learning_rate}")
-    outcome = _train_stage("fa", step, teacher.init, tx, images, attributes, s, seed=seed, log_every=log_every,
-                           checkpoint_every=checkpoint_every, log=log, workdir=workdir, mesh=mesh, stop=stop)
+    outcome = train_on_corpus("teacher fa", "teachers.own_training.fa", INIT_SALT["fa"], step, teacher.init, tx,
+                              images, attributes, s, seed=seed, log_every=log_every,
+                              checkpoint_every=checkpoint_every, log=log, workdir=workdir, mesh=mesh, stop=stop)
     if outcome is None:
         return None
     state, record = outcome
@@ -430,7 +437,7 @@ def evaluate_fr(teacher: teachers.Teacher, variables: Mapping[str, Any],
                 heldout: face_corpus.CorpusSplit, s: ml_collections.ConfigDict) -> dict[str, Any]:
     """Verification on held-out identities: trained teacher and the same net at random init."""
     run = teacher_outputs(teacher, int(s.eval.batch_size), flip_sum=True)
-    random_init = _init_variables(teacher, _init_key(int(s.seed), 1000))
+    random_init = _init_variables(teacher, init_key(int(s.seed), 1000))
     kw = dict(max_negative_pairs=int(s.eval.max_negative_pairs), folds=int(s.eval.folds), seed=int(s.seed))
     return {"protocol": "cosine of L2-normalised (embedding(image) + embedding(mirrored image)); "
                         f"{len(heldout)} images of {len(np.unique(heldout.identity))} held-out identities",
@@ -445,7 +452,7 @@ def evaluate_fa(teacher: teachers.Teacher, variables: Mapping[str, Any],
     c_dim = teacher.output_dim
     names = ATTRIBUTES[:c_dim]
     run = teacher_outputs(teacher, int(s.eval.batch_size))
-    random_init = _init_variables(teacher, _init_key(int(s.seed), 1000))
+    random_init = _init_variables(teacher, init_key(int(s.seed), 1000))
     attrs = heldout.attributes[:, :c_dim]
     return {"protocol": f"logit > 0 on {len(heldout)} images of "
                         f"{len(np.unique(heldout.identity))} held-out identities",
@@ -525,7 +532,7 @@ def _existing(path: str, kind: str) -> bool:
         return False
 
 
-def _check_benchmark_disjoint(config, corpus: face_corpus.CorpusSettings) -> None:
+def check_benchmark_disjoint(config, corpus: face_corpus.CorpusSettings) -> None:
     if config.data.dataset != "synthetic_fas":
         return
     from dtda_jax.data.synthetic import benchmark  # tensorflow_datasets: imported only when needed
@@ -584,7 +591,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
     if not missing:
         return paths
     corpus_cfg = corpus_settings(config, settings)
-    _check_benchmark_disjoint(config, corpus_cfg)
+    check_benchmark_disjoint(config, corpus_cfg)
     with distributed.primary_first("face corpus"):  # rendered once, by the primary
         corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(cache_dir, "corpus"), corpus_cfg, log)
     for n in missing:

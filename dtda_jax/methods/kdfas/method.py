@@ -3,6 +3,7 @@ unless the variant reports the teacher alone; the student that predict scores.""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from dtda_jax.core.errors import UserError
@@ -18,11 +19,14 @@ def check_weight_files(config) -> None:
 def train(ctx: RunContext) -> tuple[dict, dict] | None:
     """The teacher (from its cache when trained), then the student; the reported model's
     evaluations by selection (the teacher's for `kd_teacher`) and the models' descriptions."""
-    config = ctx.config
+    config = stages.with_pretrained_vits(ctx)
+    if config is None:
+        return None
+    ctx = dataclasses.replace(ctx, config=config)
     k = config.kdfas
     global_batch = ctx.global_batch(config.data.samples_per_group, "data.samples_per_group")
     teacher_info, teacher, teacher_variables = None, None, {}
-    if k.report == "teacher" or k.use_decision_kd or k.use_feature_kd:
+    if "teacher" in stages.roles_in_use(config):
         outcome = stages.train_teacher(ctx, global_batch)
         if outcome is None:
             return None

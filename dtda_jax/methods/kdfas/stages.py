@@ -14,6 +14,7 @@ The choices the KDFAS README leaves open are documented in methods/kdfas/config.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -94,6 +95,35 @@ def vit_init(config, role: str, tx: optax.GradientTransformation, mesh):
             tx=tx, mesh=mesh, label=f"[{role}] initialised from", note="; fresh live/spoof head")
 
     return init
+
+
+def roles_in_use(config) -> tuple[str, ...]:
+    """The ViTs the variant trains: the teacher when it is reported or distilled, the student
+    unless the teacher is reported alone."""
+    k = config.kdfas
+    uses_teacher = k.report == "teacher" or k.use_decision_kd or k.use_feature_kd
+    return (("teacher",) if uses_teacher else ()) + (("student",) if k.report == "student" else ())
+
+
+def with_pretrained_vits(ctx: RunContext) -> ml_collections.ConfigDict | None:
+    """The config with each empty `init_checkpoint` of a ViT the variant trains pointing at
+    that ViT pre-trained on the face corpus when `kdfas.pretrain_on_faces` is on (pre-trained
+    first if the cache lacks it, methods/kdfas/pretraining.py); unchanged otherwise; None when
+    the run was stopped during the pre-training. The recorded config.json keeps the empty
+    paths: the cache name follows from the config, so a resumed run finds the same ViTs."""
+    config = ctx.config
+    roles = [r for r in roles_in_use(config) if not config.kdfas[r].init_checkpoint]
+    if not config.kdfas.pretrain_on_faces or not roles:
+        return config
+    from dtda_jax.methods.kdfas import pretraining  # the face corpus renderer is only needed here
+
+    config = copy.deepcopy(config)
+    for role in roles:
+        path = pretraining.ensure_pretrained_vit(config, role, mesh=ctx.mesh, stop=ctx.stop)
+        if path is None:
+            return None
+        config.kdfas[role].init_checkpoint = path
+    return config
 
 
 # ============================================================================================
