@@ -4,9 +4,12 @@
 
 The argument selects an ablation row (default kdfas): `:kd_teacher` (the ViT teacher alone),
 `:kd_student` (the student without distillation), `:kd_decision` / `:kd_feature` (one KD
-term), `:kdfas` (both). The teacher is trained once per seed and settings and cached in
-data/kdfas_teachers. Settings: configs/base/kdfas_synthetic.py; the choices behind them:
-dtda_jax/methods/kdfas/config.py.
+term), `:kdfas` (both). Both ViTs start from their architecture pre-trained on the synthetic
+face corpus (identities + attributes, every video through its own random capture pipeline;
+pre-trained once and cached in data/kdfas_pretrained, `python tools/pretrain_vits.py`; without
+it: kdfas_synthetic_to_kiosk_random_init.py). The teacher is trained once per seed and settings
+and cached in data/kdfas_teachers. Settings: configs/base/kdfas_synthetic.py; the choices
+behind them: dtda_jax/methods/kdfas/config.py.
 
 Expected result, measured on the benchmark's earlier 12 + 8 people per domain, not
 re-measured at the current 16 + 24 (seed 0, 2-core AMD EPYC, jax 0.10.2; other CPUs move it
