@@ -21,11 +21,33 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"dtda-jax-xla-cache-{_run}") if _run
                       else tempfile.mkdtemp(prefix="dtda-jax-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Tiny programs: XLA's optimisation passes cost more than they save (a third of the time of
+# the compile-bound tests). The tests compare runs under the same setting or against a
+# reference with a tolerance; those about rounding use `production_compilation`.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import pytest  # noqa: E402  (after the environment is set)
 
 from dtda_jax.config import apply_variant  # noqa: E402
 from dtda_jax.methods.dtda import config as dtda_config  # noqa: E402
+
+
+
+@pytest.fixture
+def production_compilation():
+    """XLA's optimisation passes on, as in users' runs, for tests whose assertions are about
+    rounding (bfloat16): fusion keeps intermediates in float32, so unoptimised programs round
+    more often than the ones users run."""
+    import jax
+
+    name = "jax_disable_most_optimizations"
+    before = jax.config.values[name]
+    jax.config.update(name, False)
+    try:
+        yield
+    finally:
+        jax.config.update(name, before)
+
 
 TINY_DATA = dict(train_identities_per_domain=2, test_identities_per_domain=1, frames_per_video=2)
 

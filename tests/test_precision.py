@@ -15,6 +15,9 @@ import pytest
 
 from tests.conftest import tiny_config
 
+# Rounding is what these tests are about: compiled as users' runs are.
+pytestmark = pytest.mark.usefixtures("production_compilation")
+
 COMPUTE = ("conv_general_dilated", "dot_general")
 
 

@@ -564,7 +564,7 @@ def test_informative_run_learns(informative_run):
     assert dc["source_val_domain_acc_attacked"] <= dc["source_val_domain_acc_clean"] - 0.1
 
 
-def test_a_bf16_run_learns_as_the_float32_run(informative_run, informative, tmp_path):
+def test_a_bf16_run_learns_as_the_float32_run(informative_run, informative, tmp_path, production_compilation):
     """model.dtype = "bfloat16" on the informative run (tests/test_precision.py checks what runs
     in which precision). Trajectories of SGD part ways under any rounding change, so "tracks" is
     stated per log point: every logged loss mean within a factor of 2.5 of the float32 run's
