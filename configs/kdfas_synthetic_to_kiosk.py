@@ -6,7 +6,7 @@ The argument selects an ablation row (default kdfas): `:kd_teacher` (the ViT tea
 `:kd_student` (the student without distillation), `:kd_decision` / `:kd_feature` (one KD
 term), `:kdfas` (both). Both ViTs start from their architecture pre-trained on the synthetic
 face corpus (identities + attributes, every video through its own random capture pipeline;
-pre-trained once and cached in data/kdfas_pretrained, `python tools/pretrain_vits.py`; without
+pre-trained once and cached in data/face_pretrained, `python tools/pretrain_on_faces.py`; without
 it: kdfas_synthetic_to_kiosk_random_init.py). The teacher is trained once per seed and settings
 and cached in data/kdfas_teachers. Settings: configs/base/kdfas_synthetic.py; the choices
 behind them: dtda_jax/methods/kdfas/config.py.

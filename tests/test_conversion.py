@@ -288,8 +288,8 @@ def test_run_uses_converted_teachers_and_imagenet_init(data_dir, tmp_path, capsy
     assert "RANDOMLY INITIALISED" not in log
     assert f"loaded converted arcface_iresnet from {paths['fr']}" in log
     assert f"loaded converted stargan_discriminator from {paths['fa']}" in log
-    assert "[model] encoder initialised from ImageNet ResNet-18" in log
-    assert "[domain_classifier] encoder initialised from ImageNet ResNet-18" in log
+    assert f"[model] encoder initialised from {paths['resnet18']} (source " in log
+    assert f"[domain_classifier] encoder initialised from {paths['resnet18']} (source " in log
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert not saved["teachers"]["fr"]["random_init"]

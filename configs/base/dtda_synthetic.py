@@ -20,7 +20,7 @@ protocol = load_base(__file__, "synthetic_protocol.py")
 
 
 def get_config(target: str, variant: str = "dtda", own_teachers: bool = True,
-               capture_diverse_teachers: bool = False):
+               capture_diverse_teachers: bool = False, face_pretrained_student: bool = False):
     c = dtda.default_config()
     apply_variant(c, variant or "dtda")
 
@@ -31,9 +31,12 @@ def get_config(target: str, variant: str = "dtda", own_teachers: bool = True,
     c.data.augment_flip = True
     c.data.augment_crop_padding = 0.0625
 
-    # Student: ResNet-18 at full width, random init, float32.
+    # Student: ResNet-18 at full width, float32, random init (or, with face_pretrained_student,
+    # its encoder pre-trained on the capture-diverse face corpus: the stand-in for ImageNet).
     c.model.width = 64
     c.model.init_checkpoint = ""
+    if face_pretrained_student:
+        dtda.use_face_pretraining(c)
 
     # Domain classifier (Eq. 1) at a quarter width, 60 steps of SGD; attack: one signed step of 4/255.
     c.domain_classifier.width = 16

@@ -41,7 +41,7 @@ def get_config(target: str, variant: str = "kdfas", pretrain_on_faces: bool = Tr
     c.train.checkpoint_every = 100
 
     # Both ViTs start from their architecture pre-trained on the capture-diverse face corpus
-    # (identities + attributes; kdfas.face_pretraining_config), cached in data/kdfas_pretrained.
+    # (identities + attributes; teachers/settings.face_pretraining_config), cached in data/face_pretrained.
     if pretrain_on_faces:
         kdfas.use_face_pretraining(c)
 

@@ -60,6 +60,38 @@ def capture_diverse_teacher_training_config() -> ml_collections.ConfigDict:
     return c
 
 
+def face_pretraining_config() -> ml_collections.ConfigDict:
+    """Settings of a backbone's pre-training on the face corpus (dtda_jax/teachers/pretraining.py:
+    KDFAS's ViTs, DTDA's ResNet-18 encoder), sized for the built-in configs on a 2-core CPU.
+
+    The corpus is the capture-diverse own teachers' (320 + 64 people, 5 videos each, every
+    video through its own random capture pipeline): what the networks learn there is about faces,
+    not about the benchmark's cameras. Loss: ArcFace over the train identities on the class
+    token / pooled features (scale `arcface_scale`, margin `arcface_margin`) +
+    `attribute_weight` x binary cross-entropy of the five attributes through a linear head.
+    AdamW with decay on kernels only, warm-up then cosine; flips and a brightness gain as the
+    own teachers'."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.corpus = capture_diverse_teacher_training_config().corpus
+    c.steps = 1500
+    c.batch_size = 64
+    c.learning_rate = 1e-3
+    c.weight_decay = 0.05
+    c.warmup_steps = 100
+    c.grad_clip_norm = 1.0
+    c.arcface_scale = 32.0
+    c.arcface_margin = 0.3
+    c.attribute_weight = 1.0
+    c.flip = True
+    c.brightness_jitter = 0.1
+    # Quality report only (not part of the cache name): verification pairs and folds.
+    c.eval = ml_collections.ConfigDict(dict(batch_size=128, max_negative_pairs=50_000, folds=10))
+    c.log_every = 50
+    c.checkpoint_every = 100  # resumable pre-training (not part of the cache name)
+    return c
+
+
 def check_teacher_training_settings(s: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming every invalid field (``fr.steps`` etc.) and what it allows."""
     from dtda_jax.data.synthetic.face_corpus import CorpusSettings  # numpy only
@@ -97,3 +129,35 @@ def check_teacher_training_settings(s: ml_collections.ConfigDict) -> None:
         problems.append(f"corpus: {err}")
     if problems:
         raise ValueError("Invalid teacher training settings: " + "; ".join(problems) + ".")
+
+
+def check_face_pretraining(s: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming every invalid field of face pre-training settings."""
+    from dtda_jax.data.synthetic.face_corpus import CorpusSettings  # numpy only
+
+    problems = []
+    if s.steps < 1 or s.batch_size < 2:
+        problems.append(f"steps must be >= 1 and batch_size >= 2, got {s.steps} and {s.batch_size}")
+    if not s.learning_rate > 0 or s.weight_decay < 0 or s.warmup_steps < 0 or s.grad_clip_norm < 0:
+        problems.append("learning_rate must be > 0; weight_decay, warmup_steps and grad_clip_norm >= 0")
+    if not s.arcface_scale > 0 or not 0 <= s.arcface_margin < math.pi / 2:
+        problems.append(f"arcface_scale must be > 0 and arcface_margin in [0, pi/2), got {s.arcface_scale} "
+                        f"and {s.arcface_margin}")
+    if s.attribute_weight < 0 or not 0 <= s.brightness_jitter < 1:
+        problems.append("attribute_weight must be >= 0 and brightness_jitter in [0, 1)")
+    if s.eval.folds < 2 or s.eval.batch_size < 1 or s.eval.max_negative_pairs < 1:
+        problems.append("eval.folds must be >= 2; eval.batch_size and eval.max_negative_pairs >= 1")
+    if s.log_every < 1 or s.checkpoint_every < 1:
+        problems.append("log_every and checkpoint_every must be >= 1")
+    corpus = dict(s.corpus)
+    if corpus.get("image_size", 0) != 0:
+        problems.append("corpus.image_size must be 0: the corpus is rendered at data.image_size, the size "
+                        f"the pre-trained network is for; got {corpus.get('image_size')}")
+    try:
+        CorpusSettings(**{**corpus, "image_size": 64})
+    except ValueError as err:
+        problems.append("corpus: " + str(err).removeprefix("Invalid face corpus settings: ").rstrip("."))
+    except TypeError as err:
+        problems.append(f"corpus: {err}")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")

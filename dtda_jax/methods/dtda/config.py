@@ -15,7 +15,8 @@ import json
 import ml_collections
 
 from dtda_jax.config.common import LR_SCHEDULES, common_config, require, with_defaults
-from dtda_jax.teachers.settings import check_teacher_training_settings, default_teacher_training_config
+from dtda_jax.teachers.settings import (check_face_pretraining, check_teacher_training_settings,
+                                        default_teacher_training_config, face_pretraining_config)
 
 NAME = "dtda"
 
@@ -40,8 +41,9 @@ VARIANT_LABEL = "variant"  # as error messages call them
 PAPER_VARIANTS = ("baseline", "fr", "fa", "fr_fa", "dtda")  # Table II's rows
 IRESNET_ARCHS = ("r18", "r34", "r50", "r100", "r200")
 # A config may leave these out: the own teachers' training settings exist only in configs
-# that train their own teachers (use_own_teachers).
-OPTIONAL_FIELDS = ("teachers.own_training",)
+# that train their own teachers (use_own_teachers), the encoder's face pre-training settings
+# only in configs that pre-train it (use_face_pretraining).
+OPTIONAL_FIELDS = ("teachers.own_training", "model.face_pretraining")
 
 # Where the README's conversion commands write (tools/convert_*.py --out ...).
 RELEASED_WEIGHTS = {
@@ -65,6 +67,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.width = 64  # ResNet-18 base width (64 = torchvision)
     c.model.dtype = "float32"  # computation dtype: float32 or bfloat16
     c.model.init_checkpoint = ""  # tools/convert_resnet18.py output; empty = random init
+    # Or (use_face_pretraining), with an empty init_checkpoint: the encoder pre-trained on the
+    # synthetic face corpus (dtda_jax/teachers/pretraining.py), cached in pretrained_dir
+    # ("" = <data.data_dir>/face_pretrained).
+    c.model.pretrain_on_faces = False
+    c.model.pretrained_dir = ""
 
     # --- domain classifier (Eq. 1), trained first on the source domains, then frozen --------
     c.domain_classifier = dc = ml_collections.ConfigDict()
@@ -129,6 +136,15 @@ def use_own_teachers(c: ml_collections.ConfigDict,
     dtda_jax.teachers.settings.default_teacher_training_config, sized for the CPU demo)."""
     c.teachers.own_teachers = True
     c.teachers.own_training = training if training is not None else default_teacher_training_config()
+    return c
+
+
+def use_face_pretraining(c: ml_collections.ConfigDict,
+                         settings: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """Turns on the student encoder's initialisation from its pre-training on the face corpus
+    (when `model.init_checkpoint` is empty), with `settings` or face_pretraining_config()."""
+    c.model.pretrain_on_faces = True
+    c.model.face_pretraining = settings if settings is not None else face_pretraining_config()
     return c
 
 
@@ -201,6 +217,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
             check_teacher_training_settings(t.own_training)
         except ValueError as err:
             require(False, "teachers.own_training", str(err))
+    if c.model.pretrain_on_faces:
+        require("face_pretraining" in c.model, "model.face_pretraining",
+                "pretrain_on_faces needs the pre-training settings (set them with "
+                "dtda_jax.methods.dtda.config.use_face_pretraining).")
+        try:
+            check_face_pretraining(c.model.face_pretraining)
+        except ValueError as err:
+            require(False, "model.face_pretraining", str(err))
     require(c.loss.temperature > 0, "loss.temperature", f"must be > 0, got {c.loss.temperature}.")
     require(c.loss.lambda_fr >= 0 and c.loss.lambda_fa >= 0, "loss.lambda_fr/lambda_fa", "must be >= 0.")
     require(c.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {c.optim.learning_rate}.")

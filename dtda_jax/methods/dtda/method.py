@@ -29,6 +29,9 @@ def check_weight_files(config) -> None:
             store.check_converted(path, kind, field)
 
 
+face_pretraining_targets = stages.face_pretraining_targets
+
+
 def weights_provenance(path: str) -> dict[str, Any]:
     """Where a run's pretrained weights came from, as recorded in results.json."""
     if not path:
@@ -53,6 +56,8 @@ def train(ctx: RunContext) -> tuple[dict, dict] | None:
         domain_model, frozen["domain"], domain_report = outcome
 
     config = stages.with_own_teachers(ctx)
+    if config is not None:
+        config = stages.with_face_pretrained_encoder(ctx, config)
     if config is None:
         return None
     teachers = stages.make_teachers(config)

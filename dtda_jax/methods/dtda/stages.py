@@ -67,7 +67,7 @@ def encoder_init(config, field: str, tx, mesh):
     return lambda state: with_converted_weights(
         state, section.init_checkpoint, kind=KIND_RESNET18, architecture={"width": section.width},
         config_fields={"width": f"config.{field}.width"}, merge=merge, tx=tx, mesh=mesh,
-        label=f"[{field}] encoder initialised from ImageNet ResNet-18")
+        label=f"[{field}] encoder initialised from")
 
 
 # ============================================================================================
@@ -166,6 +166,33 @@ def with_own_teachers(ctx: RunContext) -> ml_collections.ConfigDict | None:
     for name, path in paths.items():
         config.teachers[f"{name}_checkpoint"] = path
     return config
+
+
+def face_pretraining_targets(config, every_role: bool = False) -> list:
+    """The student encoder pre-trained on the face corpus, when `model.pretrain_on_faces` is on
+    and `model.init_checkpoint` is empty (dtda_jax/teachers/pretraining.py)."""
+    m = config.model
+    if not m.pretrain_on_faces or m.init_checkpoint:
+        return []
+    from dtda_jax.teachers import pretraining  # the face corpus renderer is only needed here
+
+    return [pretraining.Target("model.init_checkpoint", pretraining.resnet18_backbone(m.width, config.data.image_size),
+                               m.face_pretraining, "model.face_pretraining",
+                               pretraining.cache_dir(config, m.pretrained_dir))]
+
+
+def with_face_pretrained_encoder(ctx: RunContext, config: ml_collections.ConfigDict
+                                 ) -> ml_collections.ConfigDict | None:
+    """`config` with `model.init_checkpoint` pointing at the face-pretrained encoder when
+    `model.pretrain_on_faces` is on (pre-trained first if the cache lacks it); unchanged
+    otherwise; None when the run was stopped during the pre-training. The recorded
+    config.json keeps the empty path."""
+    targets = face_pretraining_targets(config)
+    if not targets:
+        return config
+    from dtda_jax.teachers import pretraining
+
+    return pretraining.with_pretrained(config, targets, mesh=ctx.mesh, stop=ctx.stop)
 
 
 # ============================================================================================

@@ -29,8 +29,9 @@ Choices where the KDFAS README is silent (all settings here):
   converted timm ViT (tools/convert_vit.py), e.g. ImageNet ViT-L/16 and ViT-B/16, or
   `pretrain_on_faces` is on: then a ViT with an empty `init_checkpoint` starts from the
   same architecture pre-trained on the synthetic face corpus (identities and attributes,
-  every video through its own random capture pipeline; methods/kdfas/pretraining.py),
-  trained once and cached in `pretrained_dir`, what ImageNet gives a ViT on real data.
+  every video through its own random capture pipeline),
+  trained once and cached in `pretrained_dir`, what ImageNet gives a ViT on real data
+  (dtda_jax/teachers/pretraining.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import ml_collections
 
 from dtda_jax.config.common import LR_SCHEDULES, common_config, require
+from dtda_jax.teachers.settings import check_face_pretraining, face_pretraining_config
 
 NAME = "kdfas"
 
@@ -75,39 +77,6 @@ def adamw_config(learning_rate: float, warmup_steps: int) -> ml_collections.Conf
         warmup_steps=warmup_steps, step_boundaries=(), grad_clip_norm=1.0))
 
 
-def face_pretraining_config() -> ml_collections.ConfigDict:
-    """Settings of the ViTs' pre-training on the face corpus (methods/kdfas/pretraining.py),
-    sized for the built-in configs' ViTs on a 2-core CPU.
-
-    The corpus is the capture-diverse own teachers' (320 + 64 people, 5 videos each, every
-    video through its own random capture pipeline): what the ViTs learn there is about faces,
-    not about the benchmark's cameras. Loss: ArcFace over the train identities on the class
-    token (scale `arcface_scale`, margin `arcface_margin`) + `attribute_weight` x binary
-    cross-entropy of the five attributes through the head. AdamW with decay on kernels only,
-    warm-up then cosine; flips and a brightness gain as the own teachers'."""
-    from dtda_jax.teachers.settings import capture_diverse_teacher_training_config
-
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.corpus = capture_diverse_teacher_training_config().corpus
-    c.steps = 1500
-    c.batch_size = 64
-    c.learning_rate = 1e-3
-    c.weight_decay = 0.05
-    c.warmup_steps = 100
-    c.grad_clip_norm = 1.0
-    c.arcface_scale = 32.0
-    c.arcface_margin = 0.3
-    c.attribute_weight = 1.0
-    c.flip = True
-    c.brightness_jitter = 0.1
-    # Quality report only (not part of the cache name): verification pairs and folds.
-    c.eval = ml_collections.ConfigDict(dict(batch_size=128, max_negative_pairs=50_000, folds=10))
-    c.log_every = 50
-    c.checkpoint_every = 100  # resumable pre-training (not part of the cache name)
-    return c
-
-
 def use_face_pretraining(c: ml_collections.ConfigDict,
                          settings: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
     """Turns on the face-corpus initialisation of both ViTs (those with an empty
@@ -139,7 +108,7 @@ def default_config() -> ml_collections.ConfigDict:
     # by every run and variant that needs the same teacher; "" = <data.data_dir>/kdfas_teachers.
     k.teacher_dir = ""
     # Face-corpus initialisation (use_face_pretraining): pre-trained ViTs are cached by their
-    # architecture and settings in pretrained_dir ("" = <data.data_dir>/kdfas_pretrained).
+    # architecture and settings in pretrained_dir ("" = <data.data_dir>/face_pretrained).
     k.pretrain_on_faces = False
     k.pretrained_dir = ""
     return c
@@ -185,7 +154,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         require("face_pretraining" in k, "kdfas.face_pretraining",
                 "pretrain_on_faces needs the pre-training settings (set them with "
                 "dtda_jax.methods.kdfas.config.use_face_pretraining).")
-        check_face_pretraining(k.face_pretraining)
+        try:
+            check_face_pretraining(k.face_pretraining)
+        except ValueError as err:
+            require(False, "kdfas.face_pretraining", str(err))
     for name in ("teacher_optim", "student_optim"):
         o = k[name]
         require(o.learning_rate > 0 and o.weight_decay >= 0, f"kdfas.{name}",
@@ -193,29 +165,3 @@ def validate(c: ml_collections.ConfigDict) -> None:
         require(o.schedule in LR_SCHEDULES, f"kdfas.{name}.schedule",
                 f"must be one of {LR_SCHEDULES}, got {o.schedule!r}.")
 
-
-def check_face_pretraining(s: ml_collections.ConfigDict) -> None:
-    """ConfigError naming the first invalid field of `kdfas.face_pretraining`."""
-    from dtda_jax.data.synthetic.face_corpus import CorpusSettings  # numpy only
-
-    field = "kdfas.face_pretraining"
-    require(s.steps >= 1 and s.batch_size >= 2, field,
-            f"steps must be >= 1 and batch_size >= 2, got {s.steps} and {s.batch_size}.")
-    require(s.learning_rate > 0 and s.weight_decay >= 0 and s.warmup_steps >= 0 and s.grad_clip_norm >= 0,
-            field, "learning_rate must be > 0; weight_decay, warmup_steps and grad_clip_norm >= 0.")
-    require(s.arcface_scale > 0 and 0 <= s.arcface_margin < 1.5, field,
-            f"arcface_scale must be > 0 and arcface_margin in [0, 1.5), got {s.arcface_scale} and "
-            f"{s.arcface_margin}.")
-    require(s.attribute_weight >= 0 and 0 <= s.brightness_jitter < 1, field,
-            "attribute_weight must be >= 0 and brightness_jitter in [0, 1).")
-    require(s.eval.folds >= 2 and s.eval.batch_size >= 1 and s.eval.max_negative_pairs >= 1, field,
-            "eval.folds must be >= 2; eval.batch_size and eval.max_negative_pairs >= 1.")
-    require(s.log_every >= 1 and s.checkpoint_every >= 1, field, "log_every and checkpoint_every must be >= 1.")
-    corpus = dict(s.corpus)
-    require(corpus.get("image_size", 0) == 0, f"{field}.corpus.image_size",
-            "must be 0: the corpus is rendered at data.image_size, the size the ViTs' position "
-            f"embeddings are for; got {corpus.get('image_size')}.")
-    try:
-        CorpusSettings(**{**corpus, "image_size": 64})
-    except (TypeError, ValueError) as err:
-        require(False, f"{field}.corpus", str(err))

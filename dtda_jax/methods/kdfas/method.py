@@ -16,6 +16,9 @@ def check_weight_files(config) -> None:
     stages.check_init_checkpoints(config)
 
 
+face_pretraining_targets = stages.face_pretraining_targets
+
+
 def train(ctx: RunContext) -> tuple[dict, dict] | None:
     """The teacher (from its cache when trained), then the student; the reported model's
     evaluations by selection (the teacher's for `kd_teacher`) and the models' descriptions."""

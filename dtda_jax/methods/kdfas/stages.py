@@ -14,7 +14,6 @@ The choices the KDFAS README leaves open are documented in methods/kdfas/config.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -105,25 +104,33 @@ def roles_in_use(config) -> tuple[str, ...]:
     return (("teacher",) if uses_teacher else ()) + (("student",) if k.report == "student" else ())
 
 
-def with_pretrained_vits(ctx: RunContext) -> ml_collections.ConfigDict | None:
-    """The config with each empty `init_checkpoint` of a ViT the variant trains pointing at
-    that ViT pre-trained on the face corpus when `kdfas.pretrain_on_faces` is on (pre-trained
-    first if the cache lacks it, methods/kdfas/pretraining.py); unchanged otherwise; None when
-    the run was stopped during the pre-training. The recorded config.json keeps the empty
-    paths: the cache name follows from the config, so a resumed run finds the same ViTs."""
-    config = ctx.config
-    roles = [r for r in roles_in_use(config) if not config.kdfas[r].init_checkpoint]
-    if not config.kdfas.pretrain_on_faces or not roles:
-        return config
-    from dtda_jax.methods.kdfas import pretraining  # the face corpus renderer is only needed here
+def face_pretraining_targets(config, every_role: bool = False) -> list:
+    """The ViTs this config's run starts from pre-trained on the face corpus (those it trains,
+    or with `every_role` both, that have no init_checkpoint) when `kdfas.pretrain_on_faces`
+    is on (dtda_jax/teachers/pretraining.py)."""
+    k = config.kdfas
+    if not k.pretrain_on_faces:
+        return []
+    from dtda_jax.teachers import pretraining  # the face corpus renderer is only needed here
 
-    config = copy.deepcopy(config)
-    for role in roles:
-        path = pretraining.ensure_pretrained_vit(config, role, mesh=ctx.mesh, stop=ctx.stop)
-        if path is None:
-            return None
-        config.kdfas[role].init_checkpoint = path
-    return config
+    roles = ("teacher", "student") if every_role else roles_in_use(config)
+    root = pretraining.cache_dir(config, k.pretrained_dir)
+    return [pretraining.Target(f"kdfas.{role}.init_checkpoint", pretraining.vit_backbone(k[role], config.data.image_size),
+                               k.face_pretraining, "kdfas.face_pretraining", root)
+            for role in roles if not k[role].init_checkpoint]
+
+
+def with_pretrained_vits(ctx: RunContext) -> ml_collections.ConfigDict | None:
+    """The config with the init_checkpoint of each ViT of face_pretraining_targets pointing at
+    its pre-trained checkpoint (pre-trained first if the cache lacks it); unchanged without
+    pre-training; None when the run was stopped during it. The recorded config.json keeps the
+    empty paths: the cache name follows from the config, so a resumed run finds the same ViTs."""
+    targets = face_pretraining_targets(ctx.config)
+    if not targets:
+        return ctx.config
+    from dtda_jax.teachers import pretraining
+
+    return pretraining.with_pretrained(ctx.config, targets, mesh=ctx.mesh, stop=ctx.stop)
 
 
 # ============================================================================================

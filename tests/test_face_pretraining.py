@@ -1,8 +1,8 @@
-"""KDFAS ViTs pre-trained on the face corpus: training, the cache, resuming, and a KDFAS run
-that starts from them.
+"""Backbones pre-trained on the face corpus: training, the cache, resuming, and runs that start
+from them (a KDFAS ViT, DTDA's ResNet-18 encoder).
 
-Tiny shapes (2-block ViTs on 32 px faces, 5 + 3 people, 16 steps): one shared pre-training
-(`pretrained` fixture) serves the loss, loading, cache and run tests.
+Tiny shapes (2-block ViTs, a width-4 ResNet-18, 32 px faces, 5 + 3 people, 16 steps): one
+shared ViT pre-training (`pretrained` fixture) serves the loss, loading, cache and run tests.
 """
 
 import copy
@@ -19,15 +19,19 @@ from dtda_jax import train
 from dtda_jax.core.loop import StopAt
 from dtda_jax.core.sharding import make_mesh
 from dtda_jax.core.state import image_model_init, init_state, rng_key
+from dtda_jax.methods.dtda import config as dtda_config
 from dtda_jax.methods.kdfas import config as kdfas_config
-from dtda_jax.methods.kdfas import pretraining, stages
+from dtda_jax.methods.kdfas import stages
+from dtda_jax.teachers import pretraining
+from dtda_jax.teachers.settings import face_pretraining_config
 from dtda_jax.weights import store
+from tests.conftest import tiny_config
 from tests.test_kdfas import tiny_kdfas_config
 from tests.test_teacher_training import fast_compile
 
 
 def tiny_pretraining():
-    s = kdfas_config.face_pretraining_config()
+    s = face_pretraining_config()
     s.corpus.update(dict(train_identities=5, heldout_identities=3, videos_per_identity=2, frames_per_video=2))
     s.update(dict(steps=16, batch_size=8, warmup_steps=2, learning_rate=1e-2, log_every=8, checkpoint_every=8))
     s.eval.batch_size = 16
@@ -41,6 +45,12 @@ def pretraining_config(data_dir, cache, variant="kd_student"):
     return config
 
 
+def student_target(config):
+    (target,) = stages.face_pretraining_targets(config)
+    assert target.field == "kdfas.student.init_checkpoint"
+    return target
+
+
 @pytest.fixture(scope="module")
 def pretrained(data_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("pretrained")
@@ -48,7 +58,7 @@ def pretrained(data_dir, tmp_path_factory):
     lines = []
     with pytest.MonkeyPatch.context() as mp:
         fast_compile(mp)
-        path = pretraining.ensure_pretrained_vit(config, "student", log=lines.append)
+        path = pretraining.ensure_pretrained(config, student_target(config), log=lines.append)
     return config, cache, path, lines
 
 
@@ -72,8 +82,8 @@ def test_pretraining_lowers_both_losses_and_reports_quality(pretrained):
         for init in ("trained", "random_init"):
             q = quality[split][init]
             assert 0 <= q["verification"]["auc"] <= 1 and len(q["attributes"]["accuracy"]) == 5
-    assert any("[pretrain vit] step 16/16" in line for line in lines)
-    assert any(line.startswith("[pretrain] ViT 2x8 on held-out people") for line in lines)
+    assert any("[pretrain] step 16/16" in line for line in lines)
+    assert any(line.startswith("[pretrain] vit2x8p8_in32_faces on held-out people") for line in lines)
 
 
 def test_pretrained_vit_initialises_kdfas_like_a_converted_one(pretrained):
@@ -102,21 +112,22 @@ def test_second_call_reuses_the_cache_and_names_follow_the_settings(pretrained, 
     def no_training(*args, **kwargs):
         raise AssertionError("pre-trained again although the cache holds the ViT")
 
-    monkeypatch.setattr(pretraining, "pretrain_vit", no_training)
+    monkeypatch.setattr(pretraining, "pretrain", no_training)
     lines = []
-    assert pretraining.ensure_pretrained_vit(config, "student", log=lines.append) == path
-    assert lines == [f"[pretrain] reusing the pre-trained ViT {path}"]
+    assert pretraining.ensure_pretrained(config, student_target(config), log=lines.append) == path
+    assert lines == [f"[pretrain] reusing the pre-trained vit2x8p8_in32_faces {path}"]
 
-    a = pretraining.architecture(config.kdfas.student, 32)
+    b = pretraining.vit_backbone(config.kdfas.student, 32)
     s = tiny_pretraining()
-    assert pretraining.cache_name(a, s) == os.path.basename(path)
+    assert pretraining.cache_name(b, s) == os.path.basename(path)
     s.eval.folds, s.checkpoint_every = 5, 3  # reporting and checkpointing change no weight
-    assert pretraining.cache_name(a, s) == os.path.basename(path)
+    assert pretraining.cache_name(b, s) == os.path.basename(path)
     for field, value in (("steps", 17), ("arcface_margin", 0.2), ("seed", 1), ("corpus.capture", "benchmark_cameras")):
         other = tiny_pretraining()
         config_lib.set_field(other, field, value)
-        assert pretraining.cache_name(a, other) != os.path.basename(path), field
-    assert pretraining.cache_name(pretraining.architecture(config.kdfas.teacher, 32), s) != os.path.basename(path)
+        assert pretraining.cache_name(b, other) != os.path.basename(path), field
+    assert pretraining.cache_name(pretraining.vit_backbone(config.kdfas.teacher, 32), s) != os.path.basename(path)
+    assert pretraining.cache_name(pretraining.resnet18_backbone(4, 32), s).startswith("resnet18_w4_in32_faces_")
 
 
 def test_interrupted_pretraining_resumes_to_the_same_vit(pretrained, tmp_path, monkeypatch):
@@ -126,12 +137,12 @@ def test_interrupted_pretraining_resumes_to_the_same_vit(pretrained, tmp_path, m
     config.kdfas.pretrained_dir = str(tmp_path)
     fast_compile(monkeypatch)
     lines = []
-    assert pretraining.ensure_pretrained_vit(config, "student", log=lines.append, stop=StopAt(5)) is None
+    assert pretraining.ensure_pretrained(config, student_target(config), log=lines.append, stop=StopAt(5)) is None
     name = os.path.basename(path)
     assert os.listdir(tmp_path / f"{name}.training" / "checkpoints") == ["5"] and not (tmp_path / name).exists()
     lines.clear()
-    resumed = pretraining.ensure_pretrained_vit(config, "student", log=lines.append)
-    assert "[pretrain vit] resumed from step 5" in lines and not (tmp_path / f"{name}.training").exists()
+    resumed = pretraining.ensure_pretrained(config, student_target(config), log=lines.append)
+    assert "[pretrain] resumed from step 5" in lines and not (tmp_path / f"{name}.training").exists()
     a, _ = store.load_converted(path, None, kind=store.KIND_VIT)
     b, _ = store.load_converted(resumed, None, kind=store.KIND_VIT)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -143,7 +154,7 @@ def test_a_kdfas_run_starts_from_the_pretrained_vit(pretrained, tmp_path, capsys
     config, cache, path, _ = pretrained
     results = train.train_and_evaluate(pretraining_config(config.data.data_dir, cache), str(tmp_path / "run"))
     out = capsys.readouterr().out
-    assert f"[pretrain] reusing the pre-trained ViT {path}" in out
+    assert f"[pretrain] reusing the pre-trained vit2x8p8_in32_faces {path}" in out
     assert f"[student] initialised from {path}" in out
     assert results["student"]["architecture"]["init_checkpoint"] == path
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -164,25 +175,47 @@ def test_a_kdfas_run_starts_from_the_pretrained_vit(pretrained, tmp_path, capsys
 @pytest.mark.parametrize("field, value, message", [
     ("kdfas.face_pretraining.steps", 0, "steps must be >= 1"),
     ("kdfas.face_pretraining.arcface_margin", 2.0, "arcface_margin in"),
-    ("kdfas.face_pretraining.corpus.image_size", 48, "must be 0: the corpus is rendered at data.image_size"),
+    ("kdfas.face_pretraining.corpus.image_size", 48, "corpus.image_size must be 0: the corpus is rendered at"),
     ("kdfas.face_pretraining.corpus.capture", "webcam", "capture"),
 ])
 def test_bad_pretraining_settings_are_named(field, value, message):
-    config = kdfas_config.default_config()
-    kdfas_config.use_face_pretraining(config)
-    config_lib.set_field(config, field, value)
-    with pytest.raises(config_lib.ConfigError, match=message):
-        config_lib.validate_config(config)
-    missing = kdfas_config.default_config()
-    missing.kdfas.pretrain_on_faces = True
-    with pytest.raises(config_lib.ConfigError, match="pretrain_on_faces needs the pre-training settings"):
-        config_lib.validate_config(missing)
+    for module, section in ((kdfas_config, "kdfas"), (dtda_config, "model")):
+        config = module.default_config()
+        module.use_face_pretraining(config)
+        config_lib.set_field(config, field.replace("kdfas.", section + ".", 1), value)
+        with pytest.raises(config_lib.ConfigError, match=f"config.{section}.face_pretraining: .*{message}"):
+            config_lib.validate_config(config)
+        missing = module.default_config()
+        missing[section].pretrain_on_faces = True
+        with pytest.raises(config_lib.ConfigError, match="pretrain_on_faces needs the pre-training settings"):
+            config_lib.validate_config(missing)
 
 
-def test_the_tool_names_a_wrong_config_and_a_wrong_role(capsys):
+def test_a_dtda_run_starts_from_the_face_pretrained_encoder(data_dir, tmp_path, capsys, monkeypatch):
+    """The ResNet-18 backbone: pre-trained, saved as tools/convert_resnet18.py saves ImageNet
+    weights, and loaded by the student's encoder initialisation; results.json says so."""
+    config = tiny_config(data_dir, "baseline")
+    dtda_config.use_face_pretraining(config, tiny_pretraining())
+    config.model.pretrained_dir = str(tmp_path / "cache")
+    fast_compile(monkeypatch)
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    (path,) = [str(p) for p in (tmp_path / "cache").iterdir() if p.name.startswith("resnet18_w4_in32_faces_")
+               and p.is_dir()]
+    assert f"[model] encoder initialised from {path} (source {path}.report.json" in out
+    manifest = store.check_converted(path, store.KIND_RESNET18)
+    assert manifest["architecture"] == {"width": 4}
+    saved, _ = store.load_converted(path, None, kind=store.KIND_RESNET18)
+    assert set(saved) == {"params", "batch_stats"} and set(saved["params"]) == {"encoder"}
+    history = _report(path)["history"]
+    assert np.mean([h["loss_identity"] for h in history[-3:]]) < 0.9 * np.mean([h["loss_identity"] for h in history[:3]])
+    init = results["student_encoder_init"]
+    assert init["origin"] == path and init["trained_by"]["tool"] == "dtda_jax.teachers.pretraining"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["init_checkpoint"] == ""
+
+
+def test_the_tool_names_a_config_without_pretraining_and_a_wrong_field(capsys):
     assert pretraining.main(["--config=configs/synthetic.py"]) == 2
-    assert "is a dtda config; ViT pre-training is for KDFAS configs" in capsys.readouterr().err
-    assert pretraining.main(["--config=configs/kdfas_synthetic_to_kiosk.py", "--roles=teacher,pupil"]) == 2
-    assert "--roles 'teacher,pupil': choose from teacher,student" in capsys.readouterr().err
+    assert "pre-trains nothing on faces (its pretrain_on_faces is off" in capsys.readouterr().err
     assert pretraining.main(["--config=configs/kdfas_synthetic_to_kiosk.py", "--set", "kdfas.face_pretraining.nope=1"]) == 2
     assert "kdfas.face_pretraining.nope" in capsys.readouterr().err
