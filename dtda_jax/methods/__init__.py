@@ -11,7 +11,9 @@ Each method is a package `dtda_jax.methods.<name>` with two entry modules:
   `check_weight_files(config)`, `scored_model(config)` (the model and optimiser whose
   `checkpoints/student` state `predict` scores), `describe_scored_model(config)` (one line
   naming it, for exported bundles), `feature_model(config)` (the figures' student),
-  `describe_models(results)` (the run's closing lines).
+  `describe_models(results)` (the run's closing lines), `face_pretraining_targets(config,
+  every_role)` (the networks its runs start from pre-trained on faces, for
+  tools/pretrain_on_faces.py).
 
 The rest of the framework (`train`, `predict`, `figures`, the experiment runner) reaches a
 method only through `config_module` and `training_module`; a new method is a new package and
