@@ -191,11 +191,13 @@ def read_lines(path, stage):
 
 def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
     teachers = tmp_path / "teachers"
-    full = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers), str(tmp_path / "kdfas"))
+    # The runs sit where the runner puts them, so the figures command can read them as a sweep.
+    run = {v: tmp_path / "sweep" / "tiny" / v / "seed0" for v in ("kdfas", "kd_teacher", "kd_student")}
+    full = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers), str(run["kdfas"]))
     (teacher_dir,) = teachers.iterdir()
     assert full["teacher"]["directory"] == str(teacher_dir) and full["student"]["distilled_from"] == str(teacher_dir)
     assert full["variant"] == "kdfas" and 0 <= full["reported"]["auc"] <= 1
-    for line in read_lines(tmp_path / "kdfas" / "metrics.jsonl", "student"):  # L = CE + KL + 10 * Gram
+    for line in read_lines(run["kdfas"] / "metrics.jsonl", "student"):  # L = CE + KL + 10 * Gram
         assert line["loss"] == pytest.approx(line["loss_fas"] + line["loss_decision"]
                                              + 10.0 * line["loss_feature"], rel=1e-5)
         assert line["loss_feature"] == pytest.approx((line["loss_gram_stage1"] + line["loss_gram_stage2"]) / 2,
@@ -203,36 +205,44 @@ def test_kdfas_rows_share_one_cached_teacher(data_dir, tmp_path, capsys):
     teacher_log = (teacher_dir / "metrics.jsonl").read_text()
     capsys.readouterr()
 
-    alone = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_teacher"), str(tmp_path / "t"))
+    alone = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_teacher"), str(run["kd_teacher"]))
     assert "[teacher] already trained (4 steps), restored" in capsys.readouterr().out
     assert (teacher_dir / "metrics.jsonl").read_text() == teacher_log  # not trained again
     assert alone["student"] is None and alone["reported"] == full["teacher"]["by_selection"]["best_on_target"]
 
     # predict scores with a KDFAS run's student, and names the teacher-alone run's problem.
     config = tiny_kdfas_config(data_dir, teachers)
-    loaded = predict.load_run(str(tmp_path / "kdfas"), "latest")
+    loaded = predict.load_run(str(run["kdfas"]), "latest")
     crops = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
-    params = latest_params(str(tmp_path / "kdfas"))[1]["params"]
+    params = latest_params(str(run["kdfas"]))[1]["params"]
     expected = live_probability({"params": params}, jnp.asarray(crops),
                                 model=stages.make_vit(config.kdfas.student, "float32"))
     np.testing.assert_allclose(predict.score_crops(loaded.score_fn, loaded.variables, crops, 4), expected,
                                rtol=1e-5, atol=1e-6)
     # ... and its student exports: ONNX Runtime gives the same scores.
-    export.export_bundle(str(tmp_path / "kdfas"), str(tmp_path / "bundle"), log=lambda line: None)
+    export.export_bundle(str(run["kdfas"]), str(tmp_path / "bundle"), log=lambda line: None)
     bundle = runtime.open_bundle(str(tmp_path / "bundle"))
     assert bundle.manifest["model"]["architecture"] == "KDFAS ViT student (2 blocks, width 8, patch 8)"
     np.testing.assert_allclose(bundle.score(crops), expected, rtol=1e-5, atol=1e-7)
     with pytest.raises(predict.PredictError, match="teacher-alone run"):
-        predict.load_run(str(tmp_path / "t"))
+        predict.load_run(str(run["kd_teacher"]))
     with pytest.raises(ValueError, match="t-SNE and Grad-CAM read DTDA's"):
-        figures.load_reported_student(str(tmp_path / "kdfas"))
+        figures.load_reported_student(str(run["kdfas"]))
 
-    plain = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_student"), str(tmp_path / "s"))
+    plain = train.train_and_evaluate(tiny_kdfas_config(data_dir, teachers, "kd_student"), str(run["kd_student"]))
     assert plain["teacher"] is None and plain["student"]["distilled_from"] is None
-    line = read_lines(tmp_path / "s" / "metrics.jsonl", "student")[0]
+    line = read_lines(run["kd_student"] / "metrics.jsonl", "student")[0]
     assert "loss_decision" not in line and "loss_feature" not in line
     assert line["loss"] == pytest.approx(line["loss_fas"], rel=1e-6)
     assert len(list(teachers.iterdir())) == 1
+
+    # Figures of a KDFAS sweep: the ROCs (the teacher-alone row's from the teacher's cache, the
+    # curve behind its reported AUC), and one line saying why there is no t-SNE or Grad-CAM.
+    capsys.readouterr()
+    assert figures.main([f"--sweep={tmp_path / 'sweep'}", f"--out={tmp_path / 'figures'}"]) == 0
+    assert "tiny: ROC only; t-SNE and Grad-CAM read DTDA's ResNet-18 student" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["roc_tiny.png"]
+    assert figures.reported_roc(str(run["kd_teacher"]))[2] == pytest.approx(alone["reported"]["auc"], abs=1e-12)
 
 
 def test_kdfas_resume_equals_uninterrupted(data_dir, tmp_path):

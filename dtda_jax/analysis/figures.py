@@ -159,6 +159,20 @@ def load_reported_student(workdir: str):
     return student, run.variables, run.config
 
 
+def feature_figures_unsupported(workdir: str) -> str | None:
+    """Why the t-SNE and Grad-CAM cannot be drawn for the method of the run in `workdir` (a
+    KDFAS sweep has no ResNet-18 student), or None."""
+    from dtda_jax import methods
+    from dtda_jax.config import records
+
+    config = records.read_recorded_config(workdir)
+    try:
+        methods.training_module(config.method.name).feature_model(config)
+    except UserError as err:
+        return str(err)
+    return None
+
+
 def check_sweep_folder(sweep: str) -> None:
     """A --sweep argument must be the --out folder of a sweep (one line when it is not)."""
     if not os.path.isdir(sweep):
@@ -270,6 +284,10 @@ def make_figures(sweep: str, seed: int, before: str, after: str, per_group: int,
         written.append(path)
         print(f"[figures] {path}", flush=True)
 
+        unsupported = feature_figures_unsupported(run_dir(sweep, protocol, variants[0], seed))
+        if unsupported:
+            print(f"[figures] {protocol}: ROC only; {unsupported}", flush=True)
+            continue
         runs = {name: load_reported_student(run_dir(sweep, protocol, name, seed)) for name in (before, after)}
         data = pipeline.load_protocol(runs[after][2])
         frames = {"source": data.train, "target": data.target}
