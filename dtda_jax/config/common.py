@@ -130,6 +130,16 @@ def require(condition: bool, field: str, message: str) -> None:
         raise ConfigError(f"config.{field}: {message}")
 
 
+def require_settings(parent: ml_collections.ConfigDict, name: str, field: str, check, missing: str) -> None:
+    """A settings section `parent[name]` (config field `field`) must be there (else `missing`)
+    and pass `check`, whose ValueError becomes a ConfigError naming the field."""
+    require(name in parent, field, missing)
+    try:
+        check(parent[name])
+    except ValueError as err:
+        require(False, field, str(err))
+
+
 def validate_common(c: ml_collections.ConfigDict) -> None:
     """Checks the shared sections."""
     d = c.data

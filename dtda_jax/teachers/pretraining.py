@@ -295,14 +295,6 @@ def quality_summary(name: str, quality: Mapping[str, Any]) -> str:
 # ============================================================================================
 
 
-def _existing(path: str, kind: str) -> bool:
-    try:
-        store.check_converted(path, kind)
-        return True
-    except (FileNotFoundError, ValueError):
-        return False
-
-
 def save(path: str, b: Backbone, variables: Mapping[str, Any], report: dict[str, Any]) -> None:
     """The pre-trained backbone as a converted checkpoint whose source is its report."""
     if not artifacts.writes_files():
@@ -357,7 +349,7 @@ def ensure_pretrained(config, t: Target, log: Log = say, mesh=None, stop: StopAt
     with its benchmark)."""
     b, settings, root = t.backbone, t.settings, os.path.abspath(t.cache_dir)
     path = os.path.join(root, cache_name(b, settings))
-    if _existing(path, b.kind):
+    if training.has_converted(path, b.kind):
         log(f"[pretrain] reusing the pre-trained {b.name} {path}")
         return path
     corpus_cfg = corpus_settings(settings, b.image_size)
@@ -366,7 +358,7 @@ def ensure_pretrained(config, t: Target, log: Log = say, mesh=None, stop: StopAt
         corpus, corpus_path = face_corpus.load_face_corpus(os.path.join(root, "corpus"), corpus_cfg, log)
     training_dir = path + ".training"
     with distributed.primary_lock(training_dir, "face pre-training", wait=True, log=log):
-        if _existing(path, b.kind):
+        if training.has_converted(path, b.kind):
             log(f"[pretrain] reusing the pre-trained {b.name} {path}")
             return path
         outcome = pretrain(b, settings, corpus, training_dir, log, mesh, stop, t.settings_field)

@@ -524,7 +524,8 @@ def train_teacher(config, name: str, settings: ml_collections.ConfigDict,
     return variables, report
 
 
-def _existing(path: str, kind: str) -> bool:
+def has_converted(path: str, kind: str) -> bool:
+    """Whether `path` holds a complete converted checkpoint of `kind` (a cache entry)."""
     try:
         store.check_converted(path, kind)
         return True
@@ -583,7 +584,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
         raise ValueError(f"Unknown teachers {unknown}; choose from {TEACHER_NAMES}.")
     cache_dir = os.path.abspath(cache_dir)
     paths = {n: os.path.join(cache_dir, teacher_cache_name(config, n, settings)) for n in names}
-    missing = [n for n in names if not _existing(paths[n], teachers.TEACHER_KINDS[n])]
+    missing = [n for n in names if not has_converted(paths[n], teachers.TEACHER_KINDS[n])]
     for n in names:
         if n not in missing:
             log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
@@ -598,7 +599,7 @@ def ensure_trained_teachers(config, cache_dir: str, settings: ml_collections.Con
         training_dir = paths[n] + ".training"
         # Another run filling the same cache entry makes this one wait, then reuse its teacher.
         with distributed.primary_lock(training_dir, "teacher training", wait=True, log=log):
-            if _existing(paths[n], teachers.TEACHER_KINDS[n]):
+            if has_converted(paths[n], teachers.TEACHER_KINDS[n]):
                 log(f"[teachers] {n}: reusing trained teacher {paths[n]}")
                 continue
             outcome = train_teacher(config, n, settings, corpus, training_dir, log, mesh, stop)

@@ -14,7 +14,7 @@ import json
 
 import ml_collections
 
-from dtda_jax.config.common import LR_SCHEDULES, common_config, require, with_defaults
+from dtda_jax.config.common import LR_SCHEDULES, common_config, require, require_settings, with_defaults
 from dtda_jax.teachers.settings import (check_face_pretraining, check_teacher_training_settings,
                                         default_teacher_training_config, face_pretraining_config)
 
@@ -209,22 +209,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
     require(t.fa_image_size % fa_stride == 0, "teachers.fa_image_size",
             f"must be divisible by 2**fa_repeat_num = {fa_stride}, got {t.fa_image_size}.")
     if t.own_teachers:
-        require("own_training" in t, "teachers.own_training",
-                "is missing: own teachers need their training settings. Start from a config that "
-                "trains its own teachers (configs/synthetic.py, built with "
-                "dtda_jax.methods.dtda.config.use_own_teachers).")
-        try:
-            check_teacher_training_settings(t.own_training)
-        except ValueError as err:
-            require(False, "teachers.own_training", str(err))
+        require_settings(t, "own_training", "teachers.own_training", check_teacher_training_settings,
+                         "is missing: own teachers need their training settings. Start from a config that "
+                         "trains its own teachers (configs/synthetic.py, built with "
+                         "dtda_jax.methods.dtda.config.use_own_teachers).")
     if c.model.pretrain_on_faces:
-        require("face_pretraining" in c.model, "model.face_pretraining",
-                "pretrain_on_faces needs the pre-training settings (set them with "
-                "dtda_jax.methods.dtda.config.use_face_pretraining).")
-        try:
-            check_face_pretraining(c.model.face_pretraining)
-        except ValueError as err:
-            require(False, "model.face_pretraining", str(err))
+        require_settings(c.model, "face_pretraining", "model.face_pretraining", check_face_pretraining,
+                         "pretrain_on_faces needs the pre-training settings (set them with "
+                         "dtda_jax.methods.dtda.config.use_face_pretraining).")
     require(c.loss.temperature > 0, "loss.temperature", f"must be > 0, got {c.loss.temperature}.")
     require(c.loss.lambda_fr >= 0 and c.loss.lambda_fa >= 0, "loss.lambda_fr/lambda_fa", "must be >= 0.")
     require(c.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {c.optim.learning_rate}.")

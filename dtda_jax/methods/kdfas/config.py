@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from dtda_jax.config.common import LR_SCHEDULES, common_config, require
+from dtda_jax.config.common import LR_SCHEDULES, common_config, require, require_settings
 from dtda_jax.teachers.settings import check_face_pretraining, face_pretraining_config
 
 NAME = "kdfas"
@@ -151,13 +151,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         require(k.lambda_decision > 0, "kdfas.lambda_decision", f"must be > 0, got {k.lambda_decision}.")
     require(k.teacher_num_steps >= 1, "kdfas.teacher_num_steps", f"must be >= 1, got {k.teacher_num_steps}.")
     if k.pretrain_on_faces:
-        require("face_pretraining" in k, "kdfas.face_pretraining",
-                "pretrain_on_faces needs the pre-training settings (set them with "
-                "dtda_jax.methods.kdfas.config.use_face_pretraining).")
-        try:
-            check_face_pretraining(k.face_pretraining)
-        except ValueError as err:
-            require(False, "kdfas.face_pretraining", str(err))
+        require_settings(k, "face_pretraining", "kdfas.face_pretraining", check_face_pretraining,
+                         "pretrain_on_faces needs the pre-training settings (set them with "
+                         "dtda_jax.methods.kdfas.config.use_face_pretraining).")
     for name in ("teacher_optim", "student_optim"):
         o = k[name]
         require(o.learning_rate > 0 and o.weight_decay >= 0, f"kdfas.{name}",
