@@ -1,6 +1,8 @@
-"""Settings of the own teachers' training (:mod:`dtda_jax.teachers.training`), importable
-without jax: DTDA's config embeds :func:`default_teacher_training_config` and its validation
-calls :func:`check_teacher_training_settings` before anything starts.
+"""Settings of the own teachers' training (:mod:`dtda_jax.teachers.training`) and of the face
+pre-training of students' backbones (:mod:`dtda_jax.teachers.pretraining`), importable without
+jax: the methods' configs embed :func:`default_teacher_training_config` /
+:func:`face_pretraining_config` and their validation calls :func:`check_teacher_training_settings`
+/ :func:`check_face_pretraining` before anything starts.
 """
 
 from __future__ import annotations

@@ -160,4 +160,3 @@ def validate(c: ml_collections.ConfigDict) -> None:
                 "learning_rate must be > 0 and weight_decay >= 0.")
         require(o.schedule in LR_SCHEDULES, f"kdfas.{name}.schedule",
                 f"must be one of {LR_SCHEDULES}, got {o.schedule!r}.")
-
