@@ -386,7 +386,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Pre-train on the synthetic face corpus the networks a "
                                      "config's runs start from (cached, as the runs use them); print their quality.")
     parser.add_argument("--config", required=True, help="config file with pre-training on, optionally with its "
-                        "argument (configs/kdfas_synthetic_to_kiosk.py, configs/synthetic_pretrained_on_faces.py)")
+                        "argument (configs/kdfas_synthetic_to_kiosk.py, configs/synthetic_to_kiosk_face_pretrained.py)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field, e.g. --set kdfas.face_pretraining.steps=500 (repeatable)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
